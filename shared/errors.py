@@ -1,0 +1,92 @@
+"""Domain errors. Each carries an HTTP-ish status and a stable code, so the API maps them all
+with one handler and the CLI prints them as one line; nothing here knows about HTTP itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class DataError(DomainError):
+    """A dataset that cannot be used: the message names the problem."""
+
+    status_code = 422
+    code = "invalid_dataset"
+
+
+class NotFoundError(DomainError):
+    status_code = 404
+    code = "not_found"
+
+
+class VersionNotFoundError(NotFoundError):
+    code = "version_not_found"
+
+
+class DatasetNotFoundError(DomainError):
+    status_code = 422
+    code = "unknown_dataset"
+
+
+class ConflictError(DomainError):
+    status_code = 409
+    code = "conflict"
+
+
+class GateFailedError(ConflictError):
+    """Promoting a version that failed the quality gate needs an explicit force."""
+
+    code = "gate_failed"
+
+
+class NoProductionModelError(DomainError):
+    status_code = 503
+    code = "no_production_model"
+
+
+class IntegrityError(DomainError):
+    """An artifact whose checksum does not match its metadata: never unpickled."""
+
+    status_code = 500
+    code = "artifact_integrity"
+
+
+class TrainingCancelled(DomainError):
+    status_code = 409
+    code = "cancelled"
+
+
+class InvalidParameterError(DomainError):
+    status_code = 422
+    code = "invalid_parameter"
+
+
+class JobNotFoundError(NotFoundError):
+    """An unknown job id, or one whose record expired: the message names the id."""
+
+    code = "job_not_found"
+
+
+class JobConflictError(ConflictError):
+    """A cancel that comes too late: the job already ended, or is saving its result."""
+
+    code = "job_conflict"
+
+
+class IdempotencyConflictError(DomainError):
+    """An idempotency key reused with a different body: replaying the first job would hide
+    the difference, and starting a second would defeat the key."""
+
+    status_code = 422
+    code = "idempotency_conflict"

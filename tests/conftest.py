@@ -1,0 +1,40 @@
+"""Fixtures every test folder uses: small synthetic datasets and an empty registry."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared.registry import ModelRegistry
+from shared.synthetic import write_synthetic_csv
+
+MakeDataset = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture(scope="session")
+def make_dataset(dataset_cache: Path) -> MakeDataset:
+    """A synthetic CSV of ``rows`` rows for ``seed``, written once per session and shared
+    read-only (tests that change a file copy it first)."""
+
+    def make(rows: int = 20_000, seed: int = 7) -> Path:
+        path = dataset_cache / f"synthetic_{rows}_{seed}.csv"
+        if not path.exists():
+            write_synthetic_csv(path, rows, seed=seed)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def small_dataset(make_dataset: MakeDataset) -> Path:
+    return make_dataset(20_000, 7)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "models")
