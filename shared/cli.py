@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,9 @@ from shared.datasets import DatasetStore
 from shared.errors import DomainError
 from shared.pipeline import ModelParams
 from shared.registry import ModelRegistry, VersionInfo
+from shared.remote_cli import api_app, demo
 from shared.settings import Settings, get_settings
+from shared.stack import LocalStack, StackError
 from shared.synthetic import write_synthetic_csv
 from shared.training import Progress as TrainingProgress
 from shared.training import SplitParams, register_run, train_model
@@ -35,6 +38,8 @@ data_app = typer.Typer(help="Datasets.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(api_app, name="api")
+app.command("demo")(demo)
 
 out = Console()
 err = Console(stderr=True)
@@ -295,6 +300,57 @@ def models_rollback() -> None:
     """Go back to the previous production version."""
     state = _registry(get_settings()).rollback()
     err.print(f"production is now {state.version}", highlight=False)
+
+
+@app.command()
+@one_line_errors
+def serve(
+    port: Annotated[int | None, typer.Option(help="API port (default: PORT).")] = None,
+) -> None:
+    """Run the whole service on this machine: Redis (a private one unless REDIS_URL is set),
+    a training worker, a prediction worker and the API. Ctrl-C stops everything."""
+    settings = get_settings()
+    user_redis = settings.redis_url if "redis_url" in settings.model_fields_set else None
+    stack = LocalStack(
+        models_dir=settings.models_dir.resolve(),
+        data_dir=settings.data_dir.resolve(),
+        redis_url=user_redis,
+        host=settings.host,
+        port=port or settings.port,
+        cwd=Path.cwd(),
+    )
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if user_redis is None:
+            err.print(f"starting a private Redis for this run ({stack.start_redis()})")
+        stack.start(timeout=120)
+        err.print(
+            f"\n[bold]runtime-v-training is up[/]\n"
+            f"  API        {stack.base_url}\n"
+            f"  API docs   {stack.base_url}/docs\n"
+            f"  readiness  {stack.base_url}/readyz\n"
+            f"  Redis      {stack.redis_url}\n"
+            f"  train:     curl -X POST {stack.base_url}/train\n"
+            f"Ctrl-C stops every process started here.\n"
+        )
+        while not stopping:
+            dead = [p.name for p in stack.processes.values() if not p.alive()]
+            if dead:
+                err.print(f"{', '.join(dead)} stopped unexpectedly; shutting down")
+                raise typer.Exit(1)
+            time.sleep(0.5)
+    except StackError as exc:
+        _fail(str(exc))
+    finally:
+        err.print("stopping...")
+        stack.stop()
 
 
 def main() -> None:

@@ -3,16 +3,45 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import re
-from dataclasses import dataclass
+import secrets
+import tempfile
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from shared.errors import DatasetNotFoundError
+from shared.data import DatasetSummary, validate_dataset
+from shared.errors import DatasetNotFoundError, DomainError
 from shared.synthetic import write_synthetic_csv
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$")
 DEFAULT_SEED = 20200122  # the day of the first case report in the CDC surveillance summary
+#: Uploads in progress: hidden and not ``*.csv``, so :meth:`DatasetStore.list` never shows one.
+UPLOAD_PREFIX = ".upload-"
+_COPY_CHUNK = 1 << 20
+_STEM_MAX = 48
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UploadTooLargeError(DomainError):
+    """An upload past the size limit: refused as soon as the limit is crossed."""
+
+    status_code = 413
+    code = "upload_too_large"
+
+
+def upload_name(filename: str | None) -> str:
+    """A safe, fresh dataset name from whatever a client calls its file.
+
+    Only the last path component's stem survives, reduced to ``[A-Za-z0-9._-]``, plus a random
+    suffix so that two uploads of ``data.csv`` never collide and a name cannot be predicted.
+    """
+    base = re.split(r"[\\/]", filename or "")[-1]
+    stem = base[: -len(".csv")] if base.lower().endswith(".csv") else base
+    cleaned = _UNSAFE.sub("_", stem).strip("._-")[:_STEM_MAX].strip("._-") or "upload"
+    return f"{cleaned}-{secrets.token_hex(4)}.csv"
 
 
 @dataclass(frozen=True)
@@ -63,3 +92,50 @@ class DatasetStore:
             if not target.is_file():
                 write_synthetic_csv(target, self.default_rows, seed=DEFAULT_SEED)
         return self.get(self.default_name)
+
+    def store_upload(
+        self,
+        source: BinaryIO,
+        filename: str | None,
+        max_bytes: int,
+        chunk_rows: int = 250_000,
+    ) -> DatasetSummary:
+        """Copy an upload into the folder and publish it under a server-chosen name, only if it
+        is a usable dataset; otherwise nothing is left behind.
+
+        The bytes go to a hidden temp file in the folder itself, so publishing is a link on the
+        same filesystem (atomic, and never replaces an existing dataset), and readers never
+        see a partial or unvalidated file. ``source`` is read in chunks; crossing ``max_bytes``
+        stops the copy at once with :class:`UploadTooLargeError`. ``filename`` is only a hint
+        for the name (see :func:`upload_name`); it is never used as a path.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, suffix=".part", dir=self.root)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = 0
+                while chunk := source.read(_COPY_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLargeError(
+                            f"the upload is larger than the limit of {max_bytes} bytes",
+                            details={"max_bytes": max_bytes},
+                        )
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            summary = validate_dataset(tmp, chunk_rows)
+            name = self._publish(tmp, filename)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return replace(summary, name=name)
+
+    def _publish(self, tmp: Path, filename: str | None) -> str:
+        while True:
+            name = upload_name(filename)
+            try:
+                os.link(tmp, self.root / name)
+            except FileExistsError:  # a 32-bit suffix collided: draw another
+                continue
+            return name

@@ -90,3 +90,10 @@ class IdempotencyConflictError(DomainError):
 
     status_code = 422
     code = "idempotency_conflict"
+
+
+class PredictionUnavailableError(DomainError):
+    """No prediction worker answered in time, or the broker is unreachable."""
+
+    status_code = 503
+    code = "prediction_unavailable"

@@ -27,12 +27,40 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port the API listens on.")
+    api_url: str = Field(
+        "http://127.0.0.1:8000", description="Where `rvt api` and `rvt demo` find a running API."
+    )
     log_level: str = Field("INFO", description="Log level of every process.")
     min_roc_auc: float = Field(
         0.7, description="Quality gate: a run is promoted only if its ROC AUC reaches this."
     )
     chunk_rows: int = Field(
         250_000, description="Rows read per chunk when streaming a CSV (bounds memory)."
+    )
+    redis_prefix: str = Field("rvt", description="Prefix of every Redis key the project writes.")
+    job_ttl_seconds: int = Field(
+        7 * 86_400, description="How long job records are kept in Redis after their last change."
+    )
+    job_lease_seconds: float = Field(
+        15.0, description="A running job whose worker sent no heartbeat for this long is lost."
+    )
+    training_time_limit_seconds: int = Field(
+        3600, description="A training running longer than this ends as failed."
+    )
+    predict_timeout_seconds: float = Field(
+        5.0, description="How long POST /predict waits for a prediction worker."
+    )
+    max_upload_bytes: int = Field(
+        200 * 1024 * 1024, description="Largest dataset upload accepted by POST /datasets."
+    )
+    worker_heartbeat_seconds: float = Field(
+        2.0, description="How often workers announce themselves for GET /readyz."
+    )
+    worker_heartbeat_ttl_seconds: float = Field(
+        10.0, description="A worker with no heartbeat for this long is not counted as ready."
+    )
+    model_poll_seconds: float = Field(
+        0.2, description="How often serving processes check the production alias for a change."
     )
 
 

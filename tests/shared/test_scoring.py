@@ -1,0 +1,139 @@
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.data import decode_features
+from shared.errors import NoProductionModelError
+from shared.pipeline import ModelParams
+from shared.registry import ModelRegistry
+from shared.schema import FEATURE_COLUMNS, VOCABULARY
+from shared.scoring import ModelHolder, Scorer, decode_codes, encode_codes
+from shared.training import register_run, train_model
+from tests.conftest import MakeDataset
+
+SIZES = [len(VOCABULARY[col]) for col in FEATURE_COLUMNS]
+
+
+def every_code_row(limit: int = 20_000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.integers(0, n, limit) for n in SIZES]).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def pipelines(make_dataset: MakeDataset):
+    data = make_dataset(20_000, 7)
+    return [
+        train_model(data, ModelParams(C=1.0)).pipeline,
+        train_model(data, ModelParams(C=0.05, class_weight="balanced")).pipeline,
+    ]
+
+
+def test_lookup_scoring_equals_predict_proba(pipelines) -> None:
+    codes = every_code_row()
+    for pipeline in pipelines:
+        expected = pipeline.predict_proba(decode_features(codes))[:, 1]
+        np.testing.assert_allclose(
+            Scorer(pipeline).predict_proba(codes), expected, rtol=0, atol=1e-9
+        )
+
+
+def test_every_single_category_scores_like_the_pipeline(pipelines) -> None:
+    """One row per value of each column (the rest Missing), including values never seen."""
+    rows = []
+    for j, n in enumerate(SIZES):
+        for code in range(n):
+            row = [VOCABULARY[col].index("Missing") for col in FEATURE_COLUMNS]
+            row[j] = code
+            rows.append(row)
+    codes = np.array(rows, dtype=np.int8)
+    scorer = Scorer(pipelines[0])
+    expected = pipelines[0].predict_proba(decode_features(codes))[:, 1]
+    np.testing.assert_allclose(scorer.predict_proba(codes), expected, rtol=0, atol=1e-9)
+
+
+def test_unknown_pipeline_shape_falls_back_to_predict_proba(pipelines) -> None:
+    class Wrapped:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def predict_proba(self, frame):
+            return self.inner.predict_proba(frame)
+
+    codes = every_code_row(100)
+    expected = pipelines[0].predict_proba(decode_features(codes))[:, 1]
+    np.testing.assert_allclose(Scorer(Wrapped(pipelines[0])).predict_proba(codes), expected)
+
+
+def test_codes_round_trip_and_refuse_garbage() -> None:
+    codes = every_code_row(500)
+    encoded = encode_codes(codes)
+    assert len(encoded) == codes.size
+    np.testing.assert_array_equal(decode_codes(encoded), codes)
+    for bad in ["", "000000", "0" * 6 + "z", "f" * 7, "0" * 8]:
+        with pytest.raises(ValueError):
+            decode_codes(bad)
+
+
+def test_holder_follows_promotions_and_rollbacks(tmp_path: Path, make_dataset: MakeDataset) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    holder = ModelHolder(registry, poll_seconds=0.02)
+    with pytest.raises(NoProductionModelError, match="train one first"):
+        holder.current()
+    data = make_dataset(20_000, 7)
+    register_run(registry, train_model(data))
+    register_run(registry, train_model(data, ModelParams(C=0.01)))
+    assert holder.current().version == "v2"
+    holder.start()
+    try:
+        registry.promote("v1")
+        deadline = time.monotonic() + 5
+        while holder.current().version != "v1" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert holder.current().version == "v1"
+        registry.rollback()
+        deadline = time.monotonic() + 5
+        while holder.current().version != "v2" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert holder.current().version == "v2"
+    finally:
+        holder.stop()
+
+
+def test_a_request_in_flight_keeps_its_model(tmp_path: Path, make_dataset: MakeDataset) -> None:
+    """Swapping builds the new model first and replaces a reference: readers never see a gap."""
+    registry = ModelRegistry(tmp_path / "models")
+    data = make_dataset(20_000, 7)
+    register_run(registry, train_model(data))
+    register_run(registry, train_model(data, ModelParams(C=0.01)))
+    holder = ModelHolder(registry, poll_seconds=0.005)
+    holder.start()
+    failures: list[BaseException] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        codes = every_code_row(1)
+        while not stop.is_set():
+            try:
+                model = holder.current()
+                model.scorer.predict_proba(codes)
+                seen.add(model.version)
+            except BaseException as exc:  # any failure at all is the bug
+                failures.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for version in itertools.islice(itertools.cycle(["v1", "v2"]), 20):
+            registry.promote(version)
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        reader.join(10)
+        holder.stop()
+    assert failures == []
+    assert seen == {"v1", "v2"}
