@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format run clean
+.PHONY: install test test-fast lint format run demo clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# Until the service lands, `make run` trains inline (the "training" half of the contrast).
+# The whole service on this machine: a private Redis (unless REDIS_URL is set), a training
+# worker, a prediction worker and the API on http://127.0.0.1:8000 (or PORT). Ctrl-C stops it.
 run: $(STAMP)
-	$(BIN)/rvt train
+	$(BIN)/rvt serve
+
+# The contrast, measured on a running stack (start one with `make run` first).
+demo: $(STAMP)
+	$(BIN)/rvt demo

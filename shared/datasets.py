@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import re
 import secrets
@@ -95,7 +96,7 @@ class DatasetStore:
 
     def store_upload(
         self,
-        source: BinaryIO,
+        source: BinaryIO | io.RawIOBase,
         filename: str | None,
         max_bytes: int,
         chunk_rows: int = 250_000,

@@ -1,0 +1,180 @@
+"""Every error the API answers, in one shape::
+
+    {"error": {"code": "...", "message": "...", "details": ..., "request_id": "..."}}
+
+Domain errors carry their own status and code; validation, HTTP, Redis and unexpected errors
+are mapped here, so no endpoint formats an error itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Scope
+
+from api.schemas import FIELD_CHOICES, ErrorInfo, ErrorResponse
+from shared.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+#: A request with many bad records must not answer with an error list as large as itself.
+MAX_VALIDATION_DETAILS = 50
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+_DESCRIPTIONS = {
+    400: "Bad request.",
+    404: "Not found.",
+    409: "Conflict with the current state.",
+    413: "The upload is larger than the limit.",
+    415: "Unsupported media type.",
+    422: "Invalid request: `details` names each bad field (and its allowed values).",
+    500: "Unexpected server error (the body carries no internals; quote the request id).",
+    503: "A dependency (Redis, the workers, the production model) is unavailable.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: its error statuses, all documented with the one shape."""
+    return {
+        status: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(status, "Error.")}
+        for status in statuses
+    }
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", None) or "unknown")
+
+
+def error_response(
+    request_id: str,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    info = ErrorInfo(code=code, message=message, details=details, request_id=request_id)
+    body = ErrorResponse(error=info).model_dump(mode="json")
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def internal_error_response(request_id: str, exc: BaseException, scope: Scope) -> JSONResponse:
+    """Log the whole failure, answer none of it: tracebacks and messages may hold internals."""
+    log.error(
+        "unhandled error on %s %s (request_id=%s)",
+        scope.get("method"),
+        scope.get("path"),
+        request_id,
+        exc_info=exc,
+    )
+    return error_response(
+        request_id,
+        500,
+        "internal_error",
+        f"internal server error; quote request id {request_id} when reporting it",
+    )
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    if exc.status_code >= 500:  # 503s are outages worth seeing; a 500 is a defect
+        level = logging.WARNING if exc.status_code == 503 else logging.ERROR
+        log.log(level, "%s: %s (request_id=%s)", exc.code, exc.message, request_id_of(request))
+    return error_response(
+        request_id_of(request), exc.status_code, exc.code, exc.message, exc.details
+    )
+
+
+def _field(loc: tuple[Any, ...], error_type: str) -> tuple[str, str | None]:
+    """``("body", "records", 0, "sex")`` -> ``("records.0.sex", "body")``."""
+    location = str(loc[0]) if loc and loc[0] in _LOCATIONS else None
+    parts = loc[1:] if location else loc
+    if error_type == "json_invalid":  # its loc ends in a character offset, not a field
+        parts = ()
+    return ".".join(str(part) for part in parts) or (location or "request"), location
+
+
+def _validation_item(error: dict[str, Any]) -> dict[str, Any]:
+    loc = tuple(error.get("loc", ()))
+    field, location = _field(loc, error.get("type", ""))
+    item: dict[str, Any] = {
+        "field": field,
+        "location": location,
+        "type": error.get("type"),
+        "message": error.get("msg"),
+    }
+    value = error.get("input")
+    if error.get("type") not in ("missing", "json_invalid") and (
+        value is None
+        or isinstance(value, (bool, int, float))
+        or (isinstance(value, str) and len(value) <= 200)
+    ):
+        item["input"] = value
+    last = next((part for part in reversed(loc) if isinstance(part, str)), None)
+    if error.get("type") in ("literal_error", "enum") and last in FIELD_CHOICES:
+        item["allowed"] = FIELD_CHOICES[last]
+    return item
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    items = [_validation_item(error) for error in errors[:MAX_VALIDATION_DETAILS]]
+    if not items:
+        return error_response(request_id_of(request), 422, "validation_error", "invalid request")
+    first = items[0]
+    message = f"invalid request: {first['field']}: {first['message']}"
+    if len(errors) > 1:
+        shown = "" if len(errors) <= len(items) else f"; the first {len(items)} are listed"
+        message += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''}{shown})"
+    return error_response(request_id_of(request), 422, "validation_error", message, items)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "error"
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    message = exc.detail if isinstance(exc.detail, str) else phrase
+    details = None if isinstance(exc.detail, str) else exc.detail
+    return error_response(
+        request_id_of(request), exc.status_code, code, message, details, headers=exc.headers
+    )
+
+
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("Redis unavailable: %s (request_id=%s)", exc, request_id_of(request))
+    return error_response(
+        request_id_of(request),
+        503,
+        "redis_unavailable",
+        "Redis is unavailable: job records and the queues cannot be reached; try again shortly",
+    )
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    """Nobody is left to read this; answer anyway so nothing logs it as a server failure."""
+    log.info("client disconnected mid-request (request_id=%s)", request_id_of(request))
+    return error_response(request_id_of(request), 400, "client_disconnected", "client went away")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(redis.exceptions.ConnectionError, _redis_error)
+    app.add_exception_handler(redis.exceptions.TimeoutError, _redis_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)

@@ -1,0 +1,62 @@
+"""The datasets a training can name: listing them, and uploading a new one."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DatasetStoreDep, SettingsDep
+from api.errors import error_responses
+from api.schemas import DatasetList, DatasetOut, DatasetSummaryOut, DatasetUploadForm
+from api.uploads import BlockingUploadReader, MultipartFileStream
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": DatasetUploadForm.model_json_schema()}},
+    }
+}
+
+
+@router.get("", response_model=DatasetList, summary="Datasets available for training")
+def list_datasets(datasets: DatasetStoreDep, settings: SettingsDep) -> DatasetList:
+    return DatasetList(
+        datasets=[
+            DatasetOut(name=info.name, size_bytes=info.size_bytes, modified_at=info.modified_at)
+            for info in datasets.list()
+        ],
+        default=settings.default_dataset,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetSummaryOut,
+    responses=error_responses(413, 415, 422),
+    openapi_extra=_UPLOAD_BODY,
+    summary="Upload a CDC case CSV",
+)
+async def upload_dataset(
+    request: Request, datasets: DatasetStoreDep, settings: SettingsDep
+) -> DatasetSummaryOut:
+    """Multipart, field ``file``. Stored under a name the server chooses (the answer gives it),
+    only if the loader accepts the file; a bad file is a 422 with the loader's message.
+
+    ``async`` only to read the body as it arrives (see :mod:`api.uploads`); the copy and the
+    validation run in the threadpool.
+    """
+    stream = MultipartFileStream(request, settings.max_upload_bytes)
+    filename = await stream.start()
+    summary = await run_in_threadpool(
+        datasets.store_upload,
+        BlockingUploadReader(stream),
+        filename,
+        settings.max_upload_bytes,
+        settings.chunk_rows,
+    )
+    return DatasetSummaryOut(**asdict(summary))

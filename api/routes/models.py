@@ -1,0 +1,102 @@
+"""The model registry: versions, their metrics and gate, and which one serves."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from api.deps import RegistryDep
+from api.errors import error_responses
+from api.schemas import (
+    ModelList,
+    ModelMetadata,
+    ModelSummary,
+    ProductionOut,
+    PromoteRequest,
+)
+from shared.registry import ProductionState, VersionInfo
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+_KEY_METRICS = (
+    "roc_auc",
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "brier",
+)
+
+
+def _dict(value: Any) -> dict[str, Any] | None:
+    """Metadata is read from disk: a field of an unexpected type is shown as absent."""
+    return value if isinstance(value, dict) else None
+
+
+def _summary(info: VersionInfo, production: str | None) -> ModelSummary:
+    meta = info.metadata
+    metrics = _dict(meta.get("metrics"))
+    gate = _dict(meta.get("gate"))
+    rows = _dict(meta.get("rows"))
+    return ModelSummary(
+        version=info.version,
+        created_at=meta.get("created_at"),
+        dataset=_dict(meta.get("dataset")),
+        rows={k: v for k, v in rows.items() if isinstance(v, int)} if rows else None,
+        metrics={k: metrics.get(k) for k in _KEY_METRICS} if metrics else None,
+        gate=gate if gate and isinstance(gate.get("passed"), bool) else None,
+        promoted=info.version == production,
+    )
+
+
+def _production(state: ProductionState) -> ProductionOut:
+    return ProductionOut(production=state.version, history=state.history)
+
+
+@router.get("", response_model=ModelList, summary="Every version, newest first")
+def list_models(registry: RegistryDep) -> ModelList:
+    production = registry.production_version()
+    versions = [_summary(info, production) for info in reversed(registry.list_versions())]
+    return ModelList(production=production, versions=versions)
+
+
+@router.post(
+    "/rollback",
+    response_model=ProductionOut,
+    responses=error_responses(409),
+    summary="Serve the previous production version again",
+)
+def rollback(registry: RegistryDep) -> ProductionOut:
+    return _production(registry.rollback())
+
+
+@router.get(
+    "/{version}",
+    response_model=ModelMetadata,
+    response_model_exclude_unset=True,
+    responses=error_responses(404, 422),
+    summary="A version's full metadata",
+)
+def show_model(version: str, registry: RegistryDep) -> ModelMetadata:
+    """The metadata.json as saved, group metrics included."""
+    return ModelMetadata.model_validate(registry.get(version).metadata)
+
+
+@router.post(
+    "/{version}/promote",
+    response_model=ProductionOut,
+    responses=error_responses(404, 409, 422),
+    summary="Make a version the production one",
+)
+def promote(
+    version: str,
+    registry: RegistryDep,
+    body: Annotated[PromoteRequest | None, Body()] = None,
+) -> ProductionOut:
+    """A version that failed its quality gate needs ``{"force": true}`` (409 otherwise).
+    Prediction workers pick the change up within a poll interval."""
+    force = body.force if body is not None else False
+    return _production(registry.promote(version, force=force))

@@ -1,0 +1,293 @@
+"""Request and response bodies: every one the API reads or writes, so /docs shows them all."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.jobs import JobStatus
+from shared.pipeline import ModelParams
+from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.training import SplitParams
+
+_MODEL_DEFAULTS = ModelParams()
+_SPLIT_DEFAULTS = SplitParams()
+MAX_RECORDS = 10_000
+
+
+class _Strict(BaseModel):
+    """Request bodies refuse unknown fields: a typo such as ``"c"`` for ``"C"`` must not be
+    silently ignored and trained with the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable machine-readable error code.")
+    message: str = Field(description="What went wrong, for a person.")
+    details: Any = Field(None, description="Structured context (fields, allowed values...).")
+    request_id: str = Field(description="Also in the X-Request-ID response header.")
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every error the API answers."""
+
+    error: ErrorInfo
+
+
+# --- training and jobs ------------------------------------------------------------------------
+
+
+class TrainParams(_Strict):
+    C: float = Field(
+        _MODEL_DEFAULTS.C, gt=0, allow_inf_nan=False, description="Inverse regularisation."
+    )
+    class_weight: Literal["balanced"] | None = Field(_MODEL_DEFAULTS.class_weight)
+    max_iter: int = Field(_MODEL_DEFAULTS.max_iter, ge=1, le=100_000)
+
+
+class TrainRequest(_Strict):
+    dataset: str | None = Field(
+        None,
+        max_length=200,
+        description="A name from GET /datasets; default: the server's default dataset.",
+    )
+    params: TrainParams = Field(default_factory=TrainParams)
+    test_size: float = Field(_SPLIT_DEFAULTS.test_size, gt=0, lt=1)
+    random_state: int = Field(_SPLIT_DEFAULTS.random_state, ge=0, le=2**63 - 1)
+    min_roc_auc: float | None = Field(
+        None, ge=0, le=1, description="Quality gate; default: the server's MIN_ROC_AUC."
+    )
+    promote: bool = Field(True, description="Promote the new version if it passes the gate.")
+
+
+class TrainAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    status_url: str = Field(description="Poll this (GET) for progress and the result.")
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kind: str
+    status: JobStatus
+    progress: float = Field(ge=0, le=1)
+    stage: str | None
+    rows_read: int
+    submitted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: JobError | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    CurrentStatus: TypeAlias = str
+    Sex: TypeAlias = str
+    AgeGroup: TypeAlias = str
+    RaceEthnicity: TypeAlias = str
+    YesNo: TypeAlias = str
+else:
+    # Built from the schema so the API accepts exactly the strings training encodes.
+    CurrentStatus = Literal[VOCABULARY["current_status"]]
+    Sex = Literal[VOCABULARY["sex"]]
+    AgeGroup = Literal[VOCABULARY["age_group"]]
+    RaceEthnicity = Literal[VOCABULARY["race_ethnicity_combined"]]
+    YesNo = Literal[VOCABULARY["hosp_yn"]]
+
+
+class CaseRecord(_Strict):
+    """One case, with CDC's strings. An omitted field is ``Missing``, as a blank cell is in a
+    file, except ``age_group``: the model's strongest input is required."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "current_status": "Laboratory-confirmed case",
+                    "sex": "Female",
+                    "age_group": "60 - 69 Years",
+                    "race_ethnicity_combined": "White, Non-Hispanic",
+                    "hosp_yn": "Yes",
+                    "icu_yn": "No",
+                    "medcond_yn": "Yes",
+                }
+            ]
+        },
+    )
+
+    current_status: CurrentStatus = MISSING
+    sex: Sex = MISSING
+    age_group: AgeGroup
+    race_ethnicity_combined: RaceEthnicity = MISSING
+    hosp_yn: YesNo = MISSING
+    icu_yn: YesNo = MISSING
+    medcond_yn: YesNo = MISSING
+
+
+class PredictRequest(_Strict):
+    records: list[CaseRecord] = Field(min_length=1, max_length=MAX_RECORDS)
+
+
+class Prediction(BaseModel):
+    label: Literal["Yes", "No"] = Field(description='"Yes" when probability >= 0.5.')
+    probability: float = Field(ge=0, le=1, description="P(death_yn = Yes).")
+
+
+class PredictResponse(BaseModel):
+    model_version: str
+    predictions: list[Prediction]
+
+
+#: Values a client may send, by field name: validation errors on these fields list them.
+FIELD_CHOICES: dict[str, list[Any]] = {
+    **{column: list(VOCABULARY[column]) for column in FEATURE_COLUMNS},
+    "status": [status.value for status in JobStatus],
+    "class_weight": [None, "balanced"],
+}
+
+
+# --- datasets ---------------------------------------------------------------------------------
+
+
+class DatasetOut(BaseModel):
+    name: str
+    size_bytes: int
+    modified_at: datetime
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetOut]
+    default: str = Field(description="Used by POST /train when the body names no dataset.")
+
+
+class DatasetUploadForm(BaseModel):
+    """The multipart form of POST /datasets (documentation only: the body is streamed)."""
+
+    file: bytes = Field(description="A CDC case surveillance CSV file.")
+
+
+class DatasetSummaryOut(BaseModel):
+    name: str = Field(description="The name chosen by the server; use it in POST /train.")
+    rows: int
+    labelled: int
+    positives: int
+    negatives: int
+    invalid_values: dict[str, int] = Field(
+        description="Per feature column, cells outside CDC's vocabulary (read as Missing)."
+    )
+    sha256: str
+    size_bytes: int
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+class DatasetRef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+
+
+class KeyMetrics(BaseModel):
+    roc_auc: float | None = None
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    log_loss: float | None = None
+    brier: float | None = None
+
+
+class Gate(BaseModel):
+    passed: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ModelSummary(BaseModel):
+    version: str
+    created_at: datetime | None = None
+    dataset: DatasetRef | None = None
+    rows: dict[str, int] | None = None
+    metrics: KeyMetrics | None = None
+    gate: Gate | None = None
+    promoted: bool = Field(description="Whether this version is the production one.")
+
+
+class ModelList(BaseModel):
+    production: str | None
+    versions: list[ModelSummary] = Field(description="Newest first.")
+
+
+class ModelMetadata(BaseModel):
+    """A version's metadata.json as saved (only the main keys are listed here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    created_at: str | None = None
+    dataset: dict[str, Any] | None = None
+    rows: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    group_metrics: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+
+
+class PromoteRequest(_Strict):
+    force: bool = Field(False, description="Promote even if the version failed the gate.")
+
+
+class ProductionOut(BaseModel):
+    production: str | None
+    history: list[str] = Field(description="Previous production versions, oldest first.")
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class RedisCheck(BaseModel):
+    ok: bool
+    detail: str
+
+
+class WorkersCheck(BaseModel):
+    ok: bool
+    workers: list[str]
+    detail: str | None = None
+
+
+class ReadyChecks(BaseModel):
+    redis: RedisCheck
+    training_workers: WorkersCheck
+    prediction_workers: WorkersCheck
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: ReadyChecks
