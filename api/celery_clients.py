@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
-from api.ports import PredictionResult
 from celery import Celery
 
+from api.ports import PredictionResult
 from shared.errors import NoProductionModelError, PredictionUnavailableError
 from shared.jobs import WorkerHeartbeats
 from shared.scoring import encode_codes

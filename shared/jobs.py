@@ -221,6 +221,18 @@ return 0
 """
 )
 
+# ARGV[5]: error json.  KEYS[4] (optional): the idempotency key to forget.
+_FAIL_QUEUED = (
+    _PRELUDE
+    + """
+if redis.call('HGET', job, 'status') ~= 'queued' then return 0 end
+redis.call('HSET', job, 'status', 'failed', 'finished_at', now, 'error', ARGV[5])
+touch()
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
+return 1
+"""
+)
+
 # ARGV[5]: error json for a queued job.  Returns {outcome, record}.
 _CANCEL = (
     _PRELUDE
@@ -361,6 +373,7 @@ class JobStore:
         self._heartbeat = redis.register_script(_HEARTBEAT)
         self._progress = redis.register_script(_PROGRESS)
         self._cancel = redis.register_script(_CANCEL)
+        self._fail_queued = redis.register_script(_FAIL_QUEUED)
         self._begin_commit = redis.register_script(_BEGIN_COMMIT)
         self._finish = redis.register_script(_FINISH)
 
@@ -524,6 +537,18 @@ class JobStore:
                 details={"job_id": job_id, "status": job.status.value},
             )
         return job
+
+    def fail_queued(
+        self, job_id: str, error: dict[str, Any], idempotency_key: str | None = None
+    ) -> bool:
+        """A job whose message never reached the broker would stay queued forever: end it as
+        failed, and forget its idempotency key so that retrying with the same key submits
+        afresh. False if the job was no longer queued."""
+        _check_error(error)
+        if not _ID_RE.match(job_id):
+            return False
+        extra = [self._idem_key(idempotency_key)] if idempotency_key is not None else []
+        return bool(self._call(self._fail_queued, job_id, _dump(error), extra_keys=extra))
 
     def begin_commit(self, job_id: str) -> bool:
         """The single point where a cancel and a save race: True means the worker may save and

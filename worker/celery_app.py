@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from celery import Celery
 
+from shared.queues import PREDICT_TASK, PREDICTION_QUEUE, TRAIN_TASK, TRAINING_QUEUE
 from shared.settings import Settings, get_settings
 
-TRAINING_QUEUE = "training"
-PREDICTION_QUEUE = "prediction"
-TRAIN_TASK = "rvt.train"
-PREDICT_TASK = "rvt.predict"
+__all__ = [
+    "PREDICTION_QUEUE",
+    "PREDICT_TASK",
+    "TRAINING_QUEUE",
+    "TRAIN_TASK",
+    "app",
+    "create_celery",
+]
 
 
 def create_celery(settings: Settings) -> Celery:

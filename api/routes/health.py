@@ -7,11 +7,10 @@ from fastapi import APIRouter, Response
 from api.deps import HeartbeatsDep, RedisDep
 from api.schemas import Health, Readiness, ReadyChecks, RedisCheck, WorkersCheck
 from shared.jobs import WorkerHeartbeats
+from shared.queues import PREDICTION_QUEUE, TRAINING_QUEUE
 
 router = APIRouter(tags=["health"])
 
-TRAINING_QUEUE = "training"
-PREDICTION_QUEUE = "prediction"
 _START_HINT = "start one with `celery -A worker worker -Q {queue}`"
 
 

@@ -12,7 +12,7 @@ from api.errors import error_responses
 from api.ports import QueueUnavailableError
 from api.schemas import TrainAccepted, TrainRequest
 from shared.datasets import DatasetStore
-from shared.jobs import JobStatus, JobStore
+from shared.jobs import JobStore
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,10 @@ def _dataset_name(body: TrainRequest, datasets: DatasetStore) -> str:
     return datasets.get(body.dataset).name  # DatasetNotFoundError (422) names it
 
 
-def _fail_unsubmitted(jobs: JobStore, job_id: str) -> None:
-    """A job whose message never reached the broker would stay queued forever: close it as
-    failed (claimed by the API, then finished), so its status tells the truth."""
+def _fail_unsubmitted(jobs: JobStore, job_id: str, idempotency_key: str | None) -> None:
+    """A job whose message never reached the broker must not stay queued forever."""
     try:
-        if jobs.start(job_id, worker="api") is not None:
-            jobs.finish(job_id, JobStatus.FAILED, error=SUBMIT_FAILED)
+        jobs.fail_queued(job_id, SUBMIT_FAILED, idempotency_key)
     except Exception:
         log.warning("could not mark unsubmitted job %s as failed", job_id, exc_info=True)
 
@@ -98,7 +96,7 @@ def submit_training(
             queue.submit(job.job_id)
         except Exception as exc:
             log.error("could not enqueue training job %s: %s", job.job_id, exc)
-            _fail_unsubmitted(jobs, job.job_id)
+            _fail_unsubmitted(jobs, job.job_id, idempotency_key)
             raise QueueUnavailableError(
                 "the training queue is unavailable; the job was not started (try again)",
                 details={"job_id": job.job_id},

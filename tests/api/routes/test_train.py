@@ -135,6 +135,19 @@ def test_broker_outage_is_503_and_the_job_ends_failed_not_queued(api: Api) -> No
     assert job["status"] == JobStatus.FAILED
     assert job["error"]["code"] == "queue_unavailable"
     assert job["finished_at"] is not None
+    assert job["started_at"] is None  # no worker ever claimed it
+
+
+def test_retry_after_a_broker_outage_with_the_same_key_submits_afresh(api: Api) -> None:
+    api.queue.fail_with = OperationalError("Error 111 connecting")
+    headers = {"Idempotency-Key": "retry-me"}
+    first = api.client.post("/train", json={}, headers=headers)
+    assert first.status_code == 503
+    api.queue.fail_with = None
+    second = api.client.post("/train", json={}, headers=headers)
+    assert second.status_code == 202
+    assert second.json()["job_id"] != first.json()["error"]["details"]["job_id"]
+    assert api.queue.submitted == [second.json()["job_id"]]
 
 
 def test_redis_outage_is_503_redis_unavailable(api: Api) -> None:
