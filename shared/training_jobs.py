@@ -135,7 +135,8 @@ def _train_and_commit(context: TrainingContext, job_id: str, params: dict[str, A
     )
     if not jobs.begin_commit(job_id):
         raise TrainingCancelled("the job was cancelled before its result was saved")
-    registered = register_run(context.registry, run, promote=bool(params.get("promote", True)))
+    promote = bool(params.get("promote", True))
+    registered = register_run(context.registry, run, promote, on_progress=report)
     metadata = registered.version.metadata
     result = {
         "version": registered.version.version,
