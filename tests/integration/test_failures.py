@@ -13,7 +13,7 @@ import pytest
 
 from shared.stack import LocalStack, redis_command, wait_for_redis
 from shared.synthetic import write_synthetic_csv
-from tests.integration.conftest import train_and_wait, wait_for_job, wait_until
+from tests.integration.conftest import make_stack, train_and_wait, wait_for_job, wait_until
 from tests.integration.test_service import RECORD
 
 pytestmark = pytest.mark.integration
@@ -112,3 +112,18 @@ def test_redis_down_then_back_without_restarting_the_api(
         )
         assert own_stack.processes["api"].popen.pid == api_pid
         assert own_stack.processes["api"].alive()
+
+
+def test_a_training_over_its_time_limit_ends_failed(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, env={"TRAINING_TIME_LIMIT_SECONDS": "1"})
+    try:
+        write_synthetic_csv(stack.data_dir / "big.csv", 3_000_000, seed=5)
+        with httpx.Client(base_url=stack.base_url, timeout=10) as http:
+            job = train_and_wait(http, {"dataset": "big.csv"}, timeout=60)
+            assert job["status"] == "failed", job
+            assert job["error"]["code"] == "time_limit"
+            assert http.get("/models").json()["versions"] == []
+            # the worker survived its time limit and takes the next job
+            assert train_and_wait(http, {})["status"] == "succeeded"
+    finally:
+        stack.stop()

@@ -5,6 +5,7 @@ second training with a live stream of predictions across the swap, a promotion m
 on the registry by the CLI, and a cancel.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -150,3 +151,49 @@ def test_cancel_a_running_training(stack: LocalStack, client: httpx.Client) -> N
     assert client.delete(f"/jobs/{job_id}").status_code == 409
     staging = stack.models_dir / ".staging"
     assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_nothing_piles_up_in_redis(stack: LocalStack, client: httpx.Client) -> None:
+    """Celery stores no results, and every key the project writes expires."""
+    import redis
+
+    for _ in range(50):
+        assert predict(client).status_code == 200
+    server = redis.Redis.from_url(str(stack.redis_url))
+    keys = [key.decode() for key in server.scan_iter(count=1000)]
+    assert not [key for key in keys if key.startswith("celery-task-meta")]
+    ours = [key for key in keys if key.startswith("rvt:")]
+    assert ours, keys
+    assert all(server.ttl(key) > 0 for key in ours), {key: server.ttl(key) for key in ours}
+
+
+def test_training_worker_yields_the_cpu(stack: LocalStack) -> None:
+    main = stack.processes["worker-training"].popen.pid
+    children = Path(f"/proc/{main}/task/{main}/children").read_text().split()
+    assert children, "the prefork pool has a child"
+    for child in children:
+        assert os.getpriority(os.PRIO_PROCESS, int(child)) >= 10
+    serving = stack.processes["worker-prediction"].popen.pid
+    assert os.getpriority(os.PRIO_PROCESS, serving) == 0
+
+
+def test_the_remote_cli_submits_watches_and_predicts(stack: LocalStack) -> None:
+    env = {**os.environ, "API_URL": stack.base_url}
+    trained = subprocess.run(
+        [RVT, "api", "train", "--C", "0.7", "--no-promote"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "queued; POST /train answered in" in trained.stderr
+    assert "succeeded" in trained.stdout and "promoted: False" in trained.stdout
+    predicted = subprocess.run(
+        [RVT, "api", "predict", "--age-group", "80+ Years", "--hosp-yn", "Yes"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    answer = json.loads(predicted.stdout)
+    assert answer["model_version"].startswith("v") and len(answer["predictions"]) == 1
+    bad = subprocess.run(
+        [RVT, "api", "predict", "--age-group", "80 and over"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "422" in bad.stderr and "age_group" in bad.stderr
