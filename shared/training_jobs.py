@@ -120,10 +120,15 @@ def run_training_job(context: TrainingContext, job_id: str, parent_pid: int | No
 
 def _train_and_commit(context: TrainingContext, job_id: str, params: dict[str, Any]) -> None:
     jobs = context.jobs
-    dataset = context.datasets.get(params["dataset"])
+    report = _progress_reporter(jobs, job_id)
+    datasets = context.datasets
+    if params["dataset"] == datasets.default_name:
+        report(Progress("preparing", 0.0, 0))
+        dataset = datasets.ensure_default()  # the synthetic default is made on first use
+    else:
+        dataset = datasets.get(params["dataset"])
     model_params = ModelParams(**params.get("params", {}))
     split = SplitParams(test_size=params["test_size"], random_state=params["random_state"])
-    report = _progress_reporter(jobs, job_id)
     run = train_model(
         dataset.path,
         model_params,

@@ -39,9 +39,9 @@ def _normalized(body: TrainRequest, dataset: str, settings: Settings) -> dict[st
 
 def _dataset_name(body: TrainRequest, datasets: DatasetStore) -> str:
     if body.dataset is None or body.dataset == datasets.default_name:
-        # The synthetic default is written on first use: a couple of seconds, once. This
-        # endpoint is sync, so that happens in the threadpool, not on the event loop.
-        return datasets.ensure_default().name
+        # The synthetic default is written on first use by the worker that trains on it:
+        # this endpoint only records and enqueues, whatever the dataset.
+        return datasets.default_name
     return datasets.get(body.dataset).name  # DatasetNotFoundError (422) names it
 
 

@@ -86,7 +86,8 @@ def test_training_task_runs_a_job_to_success(context: TrainingContext) -> None:
     assert done.result["metrics"]["roc_auc"] > 0.8
     assert context.registry.production_version() == "v1"
     stages = [stage for stage, _, _ in context.jobs.progress]  # type: ignore[attr-defined]
-    assert stages[0] == "reading" and "fitting" in stages and "evaluating" in stages
+    assert stages.index("reading") < stages.index("fitting") < stages.index("evaluating")
+    assert stages[-1] == "done"
     rows = [r for _, _, r in context.jobs.progress]  # type: ignore[attr-defined]
     assert rows[-1] == 20_000
 
@@ -172,3 +173,16 @@ def test_predict_task_publishes_scores_from_the_production_model(
 
     tasks.predict.delay("replies", [["bad", "zz"]])
     assert reply()["replies"][0]["error"]["code"] == "bad_request"
+
+
+def test_the_worker_makes_the_default_dataset_on_first_use(context: TrainingContext) -> None:
+    default = context.datasets.root / "synthetic_default.csv"
+    context.datasets.default_name = default.name
+    context.datasets.default_rows = 5_000
+    assert not default.exists()
+    job, _ = context.jobs.create("training", {**PARAMS, "dataset": default.name})
+    tasks.train.delay(job.job_id)
+    done = context.jobs.get(job.job_id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert default.is_file()
+    assert done.result is not None and done.result["rows"]["read"] == 5_000

@@ -40,12 +40,14 @@ def test_no_body_at_all_means_every_default(api: Api) -> None:
     assert api.jobs.get(response.json()["job_id"]).params["dataset"] == DEFAULT_DATASET
 
 
-def test_the_default_dataset_is_made_on_first_use(make_api: MakeApi) -> None:
+def test_the_default_dataset_is_left_to_the_worker(make_api: MakeApi) -> None:
+    """Making the default dataset is training work: the request only records and enqueues."""
     api = make_api()
     (api.data_dir / DEFAULT_DATASET).unlink()
     response = api.client.post("/train", json={})
     assert response.status_code == 202, response.text
-    assert (api.data_dir / DEFAULT_DATASET).is_file()
+    assert api.jobs.get(response.json()["job_id"]).params["dataset"] == DEFAULT_DATASET
+    assert not (api.data_dir / DEFAULT_DATASET).exists()
 
 
 def test_an_uploaded_dataset_can_be_named(api: Api) -> None:
