@@ -12,7 +12,6 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +19,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shared.stack import LocalStack  # noqa: E402
-from shared.synthetic import write_synthetic_csv  # noqa: E402
+from shared.stack import LocalStack
+from shared.synthetic import write_synthetic_csv
 
 RECORD = {"age_group": "70 - 79 Years", "sex": "Female", "hosp_yn": "Yes", "medcond_yn": "Yes"}
 
