@@ -11,15 +11,16 @@ from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
+from shared.console import err, fail, out, progress_columns
 from shared.datasets import DatasetStore
 from shared.errors import DomainError
+from shared.evaluation import KEY_METRICS
 from shared.pipeline import ModelParams
 from shared.registry import ModelRegistry, VersionInfo
 from shared.remote_cli import api_app, demo
@@ -41,8 +42,6 @@ app.add_typer(models_app, name="models")
 app.add_typer(api_app, name="api")
 app.command("demo")(demo)
 
-out = Console()
-err = Console(stderr=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,12 +52,6 @@ class ClassWeightOption(StrEnum):
     balanced = "balanced"
 
 
-def _fail(message: str) -> NoReturn:
-    """One unwrapped line: scripts grep it, people read it."""
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
-    raise typer.Exit(2)
-
-
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Bad input ends in one line on stderr and exit code 2, never a traceback."""
 
@@ -67,9 +60,9 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except DomainError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         except OSError as exc:
-            _fail(f"{exc.strerror or exc}: {exc.filename or ''}")
+            fail(f"{exc.strerror or exc}: {exc.filename or ''}")
 
     return wrapper
 
@@ -88,14 +81,7 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[TrainingProgress], None]]
     if not enabled:
         yield lambda _progress: None
         return
-    columns = (
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rows]:>12,} rows"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*progress_columns(), console=err, transient=True) as bar:
         task = bar.add_task("reading", total=1.0, rows=0)
 
         def update(progress: TrainingProgress) -> None:
@@ -208,18 +194,7 @@ def _print_summary(
         f"{rows['left_out_unlabelled']:,} left out (no Yes/No label)"
     )
     table = Table("metric", "value", title="held-out metrics")
-    for name in (
-        "roc_auc",
-        "accuracy",
-        "balanced_accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "log_loss",
-        "brier",
-        "positive_rate",
-        "observed_rate",
-    ):
+    for name in (*KEY_METRICS, "positive_rate", "observed_rate"):
         why = metrics["undefined"].get(name)
         table.add_row(name, _fmt(metrics[name]) + (f"  ({why})" if why else ""))
     cm = metrics["confusion_matrix"]
@@ -347,7 +322,7 @@ def serve(
                 raise typer.Exit(1)
             time.sleep(0.5)
     except StackError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         err.print("stopping...")
         stack.stop()

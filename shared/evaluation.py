@@ -17,6 +17,17 @@ from sklearn.metrics import roc_auc_score
 from shared.schema import GROUP_COLUMNS
 
 THRESHOLD = 0.5
+#: The metrics shown wherever a version is summarised (CLI, API listing, dashboard).
+KEY_METRICS = (
+    "roc_auc",
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "brier",
+)
 _EPS = 1e-15
 
 

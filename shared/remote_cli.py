@@ -17,10 +17,10 @@ from typing import Annotated, Any, ClassVar
 
 import httpx
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
+from shared.console import err, fail, out, progress_columns
 from shared.schema import FEATURE_COLUMNS
 from shared.settings import get_settings
 from shared.synthetic import write_synthetic_csv
@@ -28,8 +28,6 @@ from shared.synthetic import write_synthetic_csv
 api_app = typer.Typer(
     help="Talk to a running service (URL: --url or API_URL).", no_args_is_help=True
 )
-out = Console()
-err = Console(stderr=True)
 
 FINAL = {"succeeded", "failed", "cancelled"}
 UrlOption = Annotated[str | None, typer.Option("--url", help="API base URL (default: API_URL).")]
@@ -59,20 +57,12 @@ def _run(func: Any) -> Any:
     try:
         return func()
     except ApiError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        raise typer.Exit(2) from None
+        fail(str(exc))
 
 
 def watch_job(http: httpx.Client, job_id: str, show_bar: bool) -> dict[str, Any]:
     """Poll the job (a few times a second) until it ends, drawing its progress."""
-    columns = (
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rows]:>12,} rows"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=True, disable=not show_bar) as bar:
+    with Progress(*progress_columns(), console=err, transient=True, disable=not show_bar) as bar:
         task = bar.add_task("queued", total=1.0, rows=0)
         while True:
             job = _call(http, "GET", f"/jobs/{job_id}")
