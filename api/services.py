@@ -55,6 +55,10 @@ def build_services(settings: Settings) -> Services:
         client, prefix=settings.redis_prefix, ttl_seconds=settings.worker_heartbeat_ttl_seconds
     )
     celery = create_celery(settings)
+    datasets = DatasetStore(
+        settings.data_dir, settings.default_dataset, settings.default_dataset_rows
+    )
+    datasets.cleanup_partial_uploads()  # left by a process that died mid-upload
     return Services(
         settings=settings,
         redis=client,
@@ -66,9 +70,7 @@ def build_services(settings: Settings) -> Services:
         ),
         heartbeats=heartbeats,
         registry=ModelRegistry(settings.models_dir),
-        datasets=DatasetStore(
-            settings.data_dir, settings.default_dataset, settings.default_dataset_rows
-        ),
+        datasets=datasets,
         training_queue=CeleryTrainingQueue(celery),
         prediction_client=RedisPredictionClient(celery, settings, heartbeats),
     )

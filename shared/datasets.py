@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
 import re
 import secrets
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +133,20 @@ class DatasetStore:
         finally:
             tmp.unlink(missing_ok=True)
         return replace(summary, name=name)
+
+    def cleanup_partial_uploads(self, older_than_seconds: float = 3600) -> int:
+        """Remove temp files of uploads that a crashed process never finished (an upload in
+        progress keeps writing, so its file is never that old)."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self.root.glob(f"{UPLOAD_PREFIX}*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def _publish(self, tmp: Path, filename: str | None) -> str:
         while True:
