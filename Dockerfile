@@ -1,4 +1,5 @@
 # One image for the API and both kinds of worker; docker-compose.yml picks the command.
+# Checked by tests/deploy (pinned base, constraints layer, non-root user, healthcheck).
 FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,19 +9,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies in a layer of their own, pinned by the constraints file: source edits do not
-# reinstall them. Empty package folders let pip resolve the project's dependencies.
-COPY pyproject.toml constraints.txt README.md ./
+# Dependencies in a layer of their own, pinned by the constraints file: only a change to
+# pyproject.toml or constraints.txt reinstalls them. Empty package folders (and an empty
+# README, which pyproject.toml names) let pip resolve the dependencies without the source.
+COPY pyproject.toml constraints.txt ./
 RUN mkdir -p api worker shared \
-    && touch api/__init__.py worker/__init__.py shared/__init__.py \
+    && touch README.md api/__init__.py worker/__init__.py shared/__init__.py \
     && pip install -c constraints.txt . \
     && pip uninstall -y runtime-v-training \
-    && rm -rf api worker shared
+    && rm -rf api worker shared README.md build ./*.egg-info
 
-COPY api ./api
-COPY worker ./worker
+COPY README.md ./
 COPY shared ./shared
-RUN pip install --no-deps -c constraints.txt .
+COPY worker ./worker
+COPY api ./api
+RUN pip install --no-deps -c constraints.txt . && rm -rf build ./*.egg-info
 
 RUN useradd --create-home --uid 10001 rvt \
     && mkdir -p /app/models /app/data \
@@ -32,7 +35,8 @@ ENV MODELS_DIR=/app/models \
     PORT=8000
 
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
+# The API's; compose gives each worker its own (python -m shared.healthcheck worker QUEUE).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-m", "shared.healthcheck", "api"]
 
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]

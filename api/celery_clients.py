@@ -1,32 +1,47 @@
 """The API's side of the queue boundary: sending trainings, and asking for predictions.
 
-Predictions are the hot path, so the client is built to keep the event loop free:
+Predictions are the hot path. Everything here runs on the event loop, without threads, and
+the per-request work is a future and a deque append:
 
-- Celery publishing (kombu) blocks, so it runs on one dedicated sender thread;
-- concurrent requests are gathered into one task: whatever queued up while the previous send
-  was in progress goes out together, and a lone request is sent at once and waits for nothing;
+- requests are gathered into batches, one Celery task per batch: a request that arrives while
+  nothing is in flight goes out at once, alone; while a batch is in flight (as many as there
+  are live prediction workers), new requests gather until a reply frees a slot, or for at most
+  a short window (``_GATHER_SECONDS``), whichever comes first. Under load, batches grow with
+  the load instead of the task rate: this is what keeps the workers' and Redis's share of two
+  cores small;
+- a batch is published as a Celery protocol-2 message pushed with one ``LPUSH`` straight onto
+  the prediction queue's Redis list (what kombu's Redis transport does for a direct publish),
+  over the asyncio Redis client. ``send_task`` costs about a millisecond of CPU per call and
+  blocks (kombu), so it would need a thread and would cap the whole API near a quarter of its
+  do-nothing throughput; trainings, rare and not latency-bound, still use ``send_task``;
 - replies come back over one Redis pub/sub subscription shared by every request of this
   process (not a subscription, nor a result key, per request), so nothing is stored in Redis;
-- a request that gets no reply within the timeout fails with a clear 503, never hangs.
+- one timer per process, not one per request, fails requests that got no reply within the
+  timeout with a clear 503: never a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import itertools
 import logging
+import os
+import socket
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
-import redis.asyncio as aioredis
+import orjson
 from celery import Celery
 
 from api.ports import PredictionResult
+from api.resp import RespConnection
 from shared.errors import NoProductionModelError, PredictionUnavailableError
 from shared.jobs import WorkerHeartbeats
 from shared.scoring import encode_codes
@@ -39,6 +54,15 @@ log = logging.getLogger(__name__)
 _LIVENESS_CACHE_SECONDS = 1.0
 #: Largest number of records sent in one task (a single request may exceed it; it goes alone).
 _MAX_BATCH_RECORDS = 2_000
+#: Longest a request waits for a batch to fill while other batches are in flight.
+_GATHER_SECONDS = 0.002
+#: How often requests past their deadline are failed (the timeout's resolution).
+_REAP_SECONDS = 0.05
+#: Longest wait for a connection to Redis.
+_CONNECT_TIMEOUT_SECONDS = 1.0
+#: How often the reply subscription is checked with a PING (a half-open socket is noticed).
+_PING_SECONDS = 5.0
+_REDIS_DOWN = "Redis is unavailable: cannot reach the workers"
 
 
 class CeleryTrainingQueue:
@@ -58,58 +82,110 @@ class CeleryTrainingQueue:
             self._celery.control.revoke(job_id)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
-    request_id: str
     encoded: str
     records: int
+    deadline: float
     future: asyncio.Future[dict[str, Any]] = field(repr=False)
+    request_id: str = ""
+
+
+@dataclass(slots=True)
+class _Batch:
+    pendings: list[_Pending]
+    deadline: float
+
+
+def task_message(channel: str, batch: list[list[str]], expires_in: float, origin: str) -> bytes:
+    """The message ``send_task(PREDICT_TASK, args=[channel, batch], queue=PREDICTION_QUEUE,
+    expires=expires_in)`` would push onto the queue's Redis list, protocol 2, JSON, with the
+    body as plain JSON text rather than base64 (kombu decodes a body with no
+    ``body_encoding`` as is). ``tests/api/test_celery_clients.py`` checks it against kombu."""
+    task_id = str(uuid.uuid4())
+    expires = (datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat()
+    body = orjson.dumps(
+        [[channel, batch], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    ).decode()
+    message = {
+        "body": body,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py",
+            "task": PREDICT_TASK,
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": expires,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": f"({len(batch)} requests)",
+            "kwargsrepr": "{}",
+            "origin": origin,
+            "ignore_result": True,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        },
+        "properties": {
+            "correlation_id": task_id,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": PREDICTION_QUEUE},
+            "priority": 0,
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return orjson.dumps(message)
 
 
 class RedisPredictionClient:
     """One per API process; see the module docstring for the design."""
 
     def __init__(self, celery: Celery, settings: Settings, heartbeats: WorkerHeartbeats) -> None:
-        self._celery = celery
         self._timeout = settings.predict_timeout_seconds
         self._heartbeats = heartbeats
-        self._redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10
-        )
+        self._redis_url = settings.redis_url
+        self._publisher: RespConnection | None = None
         self._channel = f"{settings.redis_prefix}:replies:{uuid.uuid4().hex}"
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-send")
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._origin = f"rvt-api-{os.getpid()}@{socket.gethostname()}"
+        self._ids = itertools.count(1)
+        self._queue: deque[_Pending] = deque()
+        #: Batches sent and not yet answered, oldest first, by the id of their first request.
+        self._in_flight: dict[str, _Batch] = {}
+        self._max_in_flight = 1
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = asyncio.Event()
+        self._wakeup: asyncio.Event | None = None
+        self._slot_free: asyncio.Event | None = None
+        self._subscribed: asyncio.Event | None = None
         self._workers_seen_at = 0.0
+        #: Batches and requests sent, for the benchmark and the tests.
+        self.batches_sent = 0
+        self.requests_sent = 0
 
     # -- public -------------------------------------------------------------------------------
 
     async def predict(self, codes: np.ndarray) -> PredictionResult:
         self._start()
         await self._ensure_workers()
+        assert self._subscribed is not None and self._wakeup is not None
         if not self._subscribed.is_set():
             try:
-                await asyncio.wait_for(self._subscribed.wait(), timeout=min(self._timeout, 1.0))
+                async with asyncio.timeout(min(self._timeout, 1.0)):
+                    await self._subscribed.wait()
             except TimeoutError:
-                raise PredictionUnavailableError(
-                    "Redis is unavailable: cannot reach the workers"
-                ) from None
+                raise PredictionUnavailableError(_REDIS_DOWN) from None
         loop = asyncio.get_running_loop()
-        pending = _Pending(uuid.uuid4().hex, encode_codes(codes), len(codes), loop.create_future())
-        self._waiting[pending.request_id] = pending.future
-        assert self._queue is not None
-        self._queue.put_nowait(pending)
-        try:
-            reply = await asyncio.wait_for(pending.future, timeout=self._timeout)
-        except TimeoutError:
-            raise PredictionUnavailableError(
-                f"no prediction worker answered within {self._timeout:g} s"
-            ) from None
-        finally:
-            self._waiting.pop(pending.request_id, None)
-        return self._result(reply)
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._queue.append(
+            _Pending(encode_codes(codes), len(codes), loop.time() + self._timeout, future)
+        )
+        self._wakeup.set()
+        return self._result(await future)
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -118,19 +194,23 @@ class RedisPredictionClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        self._sender.shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(Exception):
-            await self._redis.aclose()
+        self._fail_all("the API is shutting down")
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
 
     # -- internals ----------------------------------------------------------------------------
 
     def _start(self) -> None:
         if self._tasks:
             return
-        self._queue = asyncio.Queue()
+        self._wakeup = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._listen(), name="prediction-replies"),
             asyncio.create_task(self._send_batches(), name="prediction-sender"),
+            asyncio.create_task(self._reap(), name="prediction-timeouts"),
         ]
 
     async def _ensure_workers(self) -> None:
@@ -141,83 +221,173 @@ class RedisPredictionClient:
         try:
             alive = await asyncio.to_thread(self._heartbeats.alive, PREDICTION_QUEUE)
         except Exception:
-            raise PredictionUnavailableError(
-                "Redis is unavailable: cannot reach the workers"
-            ) from None
+            raise PredictionUnavailableError(_REDIS_DOWN) from None
         if not alive:
             raise PredictionUnavailableError(
                 "no prediction worker is running: start one with "
                 "`celery -A worker worker -Q prediction`"
             )
+        # one batch in flight per worker: each worker always has the next batch waiting
+        self._max_in_flight = len(alive)
         self._workers_seen_at = now
 
     async def _listen(self) -> None:
         """The one subscription for every reply to this process; reconnects after an outage."""
+        assert self._subscribed is not None
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            connection = None
             try:
-                await pubsub.subscribe(self._channel)
+                connection = await RespConnection.open(self._redis_url, _CONNECT_TIMEOUT_SECONDS)
+                async with asyncio.timeout(_CONNECT_TIMEOUT_SECONDS):
+                    await connection.subscribe(self._channel, self._deliver)
                 self._subscribed.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._deliver(message["data"])
+                while True:  # until the connection drops, or stops answering PINGs
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_PING_SECONDS):
+                            await connection.wait_closed()
+                    if not connection.is_open:
+                        raise ConnectionError("the connection closed")
+                    async with asyncio.timeout(_PING_SECONDS):
+                        await connection.command("PING")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("prediction reply channel lost: %s", exc)
+                log.warning("prediction reply channel lost: %s", exc or type(exc).__name__)
             finally:
                 self._subscribed.clear()
-                self._fail_waiting("Redis connection lost while waiting for a prediction")
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                self._fail_all("Redis connection lost while waiting for a prediction")
+                if connection is not None:
+                    connection.close()
             await asyncio.sleep(0.2)
 
     def _deliver(self, data: bytes) -> None:
-        for reply in json.loads(data)["replies"]:
-            future = self._waiting.get(reply["id"])
-            if future is not None and not future.done():
-                future.set_result(reply)
+        replies = orjson.loads(data)["replies"]
+        if not replies:
+            return
+        batch = self._in_flight.pop(replies[0]["id"], None)
+        if batch is None:  # already failed by its deadline
+            return
+        assert self._slot_free is not None
+        self._slot_free.set()
+        pendings = batch.pendings
+        if len(replies) != len(pendings) or any(
+            p.request_id != r["id"] for p, r in zip(pendings, replies, strict=False)
+        ):
+            by_id = {reply["id"]: reply for reply in replies}
+            replies = [by_id.get(p.request_id) for p in pendings]
+        for pending, reply in zip(pendings, replies, strict=True):
+            if pending.future.done():
+                continue
+            if reply is None:
+                pending.future.set_exception(
+                    PredictionUnavailableError("the prediction worker's reply lost this request")
+                )
+            else:
+                pending.future.set_result(reply)
 
-    def _fail_waiting(self, message: str) -> None:
-        for future in list(self._waiting.values()):
-            if not future.done():
-                future.set_exception(PredictionUnavailableError(message))
+    def _fail(self, pendings: list[_Pending], message: str) -> None:
+        for pending in pendings:
+            if not pending.future.done():
+                pending.future.set_exception(PredictionUnavailableError(message))
+
+    def _fail_all(self, message: str) -> None:
+        for batch in self._in_flight.values():
+            self._fail(batch.pendings, message)
+        self._in_flight.clear()
+        self._fail(list(self._queue), message)
+        self._queue.clear()
+        if self._slot_free is not None:
+            self._slot_free.set()
+
+    async def _reap(self) -> None:
+        """Fail requests past their deadline, queued or in flight (oldest first, so each scan
+        stops at the first one still in time)."""
+        loop = asyncio.get_running_loop()
+        message = f"no prediction worker answered within {self._timeout:g} s"
+        while True:
+            await asyncio.sleep(_REAP_SECONDS)
+            now = loop.time()
+            while self._in_flight:
+                key, batch = next(iter(self._in_flight.items()))
+                if batch.deadline > now:
+                    break
+                del self._in_flight[key]
+                self._fail(batch.pendings, message)
+                assert self._slot_free is not None
+                self._slot_free.set()
+            while self._queue and self._queue[0].deadline <= now:
+                self._fail([self._queue.popleft()], message)
+
+    def _take_batch(self) -> list[_Pending]:
+        queue = self._queue
+        batch = [queue.popleft()]
+        records = batch[0].records
+        while queue and records + queue[0].records <= _MAX_BATCH_RECORDS:
+            item = queue.popleft()
+            batch.append(item)
+            records += item.records
+        return [p for p in batch if not p.future.done()]
 
     async def _send_batches(self) -> None:
-        """Everything that queued up during the previous send goes out as one task."""
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
+        """Publish batches; while the workers are busy, let the next one gather."""
+        assert self._wakeup is not None and self._slot_free is not None
         while True:
-            batch = [await self._queue.get()]
-            records = batch[0].records
-            while not self._queue.empty() and records < _MAX_BATCH_RECORDS:
-                item = self._queue.get_nowait()
-                batch.append(item)
-                records += item.records
-            live = [p for p in batch if not p.future.done()]
-            if not live:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
                 continue
-            try:
-                await loop.run_in_executor(self._sender, self._publish, live)
-            except Exception as exc:
-                log.warning("could not send a prediction task: %s", exc)
-                self._workers_seen_at = 0.0
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(
-                            PredictionUnavailableError(
-                                "Redis is unavailable: cannot reach the workers"
-                            )
-                        )
+            if len(self._in_flight) >= self._max_in_flight:
+                self._slot_free.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_GATHER_SECONDS):
+                        await self._slot_free.wait()
+                if not self._queue:
+                    continue
+            batch = self._take_batch()
+            if batch:
+                await self._publish(batch)
 
-    def _publish(self, batch: list[_Pending]) -> None:
-        self._celery.send_task(
-            PREDICT_TASK,
-            args=[self._channel, [[p.request_id, p.encoded] for p in batch]],
-            queue=PREDICTION_QUEUE,
-            expires=self._timeout,
-            retry=False,
+    async def _publish(self, batch: list[_Pending]) -> None:
+        """One LPUSH; its reply is not awaited here (a failed push fails the batch through
+        :meth:`_pushed`), so the next batch can go out at once."""
+        for pending in batch:
+            pending.request_id = str(next(self._ids))
+        key = batch[0].request_id
+        self._in_flight[key] = _Batch(batch, batch[0].deadline)
+        message = task_message(
+            self._channel, [[p.request_id, p.encoded] for p in batch], self._timeout, self._origin
         )
+        try:
+            publisher = self._publisher
+            if publisher is None or not publisher.is_open:
+                self._publisher = None
+                publisher = await RespConnection.open(self._redis_url, _CONNECT_TIMEOUT_SECONDS)
+                self._publisher = publisher
+            pushed = publisher.send("LPUSH", PREDICTION_QUEUE, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._push_failed(key, exc)
+            return
+        pushed.add_done_callback(partial(self._pushed, key))
+        self.batches_sent += 1
+        self.requests_sent += len(batch)
+
+    def _pushed(self, key: str, pushed: asyncio.Future[Any]) -> None:
+        if not pushed.cancelled() and pushed.exception() is not None:
+            self._push_failed(key, pushed.exception())
+
+    def _push_failed(self, key: str, exc: BaseException | None) -> None:
+        log.warning("could not send a prediction task: %s", exc)
+        self._workers_seen_at = 0.0
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
+        batch = self._in_flight.pop(key, None)
+        if batch is not None:
+            self._fail(batch.pendings, _REDIS_DOWN)
+            assert self._slot_free is not None
+            self._slot_free.set()
 
     @staticmethod
     def _result(reply: dict[str, Any]) -> PredictionResult:

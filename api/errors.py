@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
+from api.limits import BodyTooLargeError
 from api.schemas import FIELD_CHOICES, ErrorInfo, ErrorResponse
 from shared.errors import DomainError
 
@@ -31,9 +32,10 @@ MAX_VALIDATION_DETAILS = 50
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 _DESCRIPTIONS = {
     400: "Bad request.",
+    401: "The API key is missing or wrong (only when the server sets `API_KEY`).",
     404: "Not found.",
     409: "Conflict with the current state.",
-    413: "The upload is larger than the limit.",
+    413: "The request body is larger than the limit.",
     415: "Unsupported media type.",
     422: "Invalid request: `details` names each bad field (and its allowed values).",
     500: "Unexpected server error (the body carries no internals; quote the request id).",
@@ -155,6 +157,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _body_too_large(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLargeError)
+    return error_response(
+        request_id_of(request),
+        413,
+        "body_too_large",
+        str(exc.detail),
+        {"max_bytes": exc.max_bytes},
+    )
+
+
 async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning("Redis unavailable: %s (request_id=%s)", exc, request_id_of(request))
     return error_response(
@@ -175,6 +188,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(BodyTooLargeError, _body_too_large)
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_error)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)

@@ -1,23 +1,24 @@
-"""Request ids: every response carries one, every error body repeats it, every log of a failure
-names it, so a user's report can be matched with the server's logs."""
+"""Request ids: every response carries one, every error body repeats it, and every log line
+written while the request is handled names it (the formatters of :mod:`shared.logging_setup`
+read :data:`request_id_var`), so a user's report can be matched with the server's logs."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from contextvars import ContextVar
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import internal_error_response
+from shared.logging_setup import request_id_var
+
+__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "request_id_var"]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _HEADER_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 #: An incoming id is kept only if it is short and plain: it is echoed into headers and logs.
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -13,6 +13,16 @@ Keys (``P`` is the prefix; every key carries an expiry, so nothing grows without
     P:jobs              sorted set of ids by submission time, trimmed to ``index_limit`` newest
     P:idem:<sha256>     hash {job_id, fingerprint} of an idempotency key, ``ttl_seconds``
     P:workers:<queue>   sorted set of worker names by last heartbeat (:class:`WorkerHeartbeats`)
+    P:metrics:jobs      hash ``<kind>|<status>`` -> jobs that reached that final status
+    P:metrics:job_seconds  hash ``<kind>|<status>|<i>``/``|sum``/``|count``: a histogram of the
+                        time from start to final status (cumulative bucket ``i`` of
+                        :data:`DURATION_BUCKETS`), for jobs that ran in a worker
+
+The two metrics hashes are written by the same scripts that make a job final, atomically with
+the transition, so each job is counted exactly once, whichever process ended it (a worker, the
+API cancelling a queued job, or anyone settling a lost one); the API reads them at scrape time
+(:meth:`JobStore.metrics`). Their fields are bounded (kinds x statuses x buckets) and their
+expiry is refreshed to ``ttl_seconds`` on every write.
 
 Record fields that are ``None`` are absent from the hash; dict fields are JSON. A running job
 whose lease has expired is settled (to failed ``worker_lost``, or cancelled if a cancel was
@@ -42,15 +52,20 @@ from redis.commands.core import Script
 from shared.errors import IdempotencyConflictError, JobConflictError, JobNotFoundError
 
 __all__ = [
+    "DURATION_BUCKETS",
     "FINAL_STATUSES",
     "MAX_LIST_LIMIT",
+    "DurationHistogram",
     "Job",
+    "JobMetrics",
     "JobStatus",
     "JobStore",
     "WorkerHeartbeats",
 ]
 
 MAX_LIST_LIMIT = 500
+#: Upper bounds (seconds) of the job duration histogram: trainings take seconds to an hour.
+DURATION_BUCKETS: tuple[float, ...] = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _READ_CHUNK = 100
 
@@ -119,31 +134,60 @@ class Job:
 
 
 # --- Lua -------------------------------------------------------------------------------------
-# Every job script gets KEYS = {record, lease, index} and
+# Every job script gets KEYS = {record, lease, index, metrics_jobs, metrics_seconds, ...} and
 # ARGV = {now_iso, ttl_seconds, lost_error_json, cancelled_error_json, ...script arguments}.
 # ``settle`` runs first, so a lapsed lease is judged the same way by every entry point.
+# ``finalized`` is called by every transition to a final status, and only there.
 
-_PRELUDE = """
-local job, lease, index = KEYS[1], KEYS[2], KEYS[3]
+_PRELUDE = (
+    """
+local job, lease, index, mjobs, mseconds = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
+local BUCKETS = {"""
+    + ", ".join(repr(float(bound)) for bound in DURATION_BUCKETS)
+    + """}
 
 local function touch()
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', index, ttl)
 end
 
+local function server_seconds()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function finalized(status)
+  local base = (redis.call('HGET', job, 'kind') or 'unknown') .. '|' .. status
+  redis.call('HINCRBY', mjobs, base, 1)
+  redis.call('EXPIRE', mjobs, ttl)
+  local started = tonumber(redis.call('HGET', job, 'started_ts') or '')
+  if started then
+    local seconds = math.max(0, server_seconds() - started)
+    for i, bound in ipairs(BUCKETS) do
+      if seconds <= bound then redis.call('HINCRBY', mseconds, base .. '|' .. i, 1) end
+    end
+    redis.call('HINCRBY', mseconds, base .. '|count', 1)
+    redis.call('HINCRBYFLOAT', mseconds, base .. '|sum', string.format('%.6f', seconds))
+    redis.call('EXPIRE', mseconds, ttl)
+  end
+end
+
 local function settle()
   if redis.call('HGET', job, 'status') == 'running' and redis.call('EXISTS', lease) == 0 then
     if redis.call('HGET', job, 'cancel_requested') == '1' then
       redis.call('HSET', job, 'status', 'cancelled', 'error', ARGV[4], 'finished_at', now)
+      finalized('cancelled')
     else
       redis.call('HSET', job, 'status', 'failed', 'error', ARGV[3], 'finished_at', now)
+      finalized('failed')
     end
     touch()
   end
   return redis.call('HGET', job, 'status')
 end
 """
+)
 
 _READ = (
     _PRELUDE
@@ -153,12 +197,12 @@ return redis.call('HGETALL', job)
 """
 )
 
-# ARGV[5..]: job_id, kind, params_json, score, index_limit, fingerprint, prefix; KEYS[4]: idem
+# ARGV[5..]: job_id, kind, params_json, score, index_limit, fingerprint, prefix; KEYS[6]: idem
 _CREATE = (
     _PRELUDE
     + """
 local job_id, fingerprint, prefix = ARGV[5], ARGV[10], ARGV[11]
-local idem = KEYS[4]
+local idem = KEYS[6]
 if idem then
   local prev = redis.call('HMGET', idem, 'job_id', 'fingerprint')
   if prev[1] and redis.call('EXISTS', prefix .. ':job:' .. prev[1]) == 1 then
@@ -187,7 +231,8 @@ _START = (
     + """
 local status = redis.call('HGET', job, 'status')
 if status ~= 'queued' then return false end
-redis.call('HSET', job, 'status', 'running', 'started_at', now, 'worker', ARGV[5])
+redis.call('HSET', job, 'status', 'running', 'started_at', now, 'worker', ARGV[5],
+  'started_ts', string.format('%.6f', server_seconds()))
 redis.call('HINCRBY', job, 'attempts', 1)
 redis.call('SET', lease, ARGV[5], 'PX', ARGV[6])
 touch()
@@ -221,14 +266,15 @@ return 0
 """
 )
 
-# ARGV[5]: error json.  KEYS[4] (optional): the idempotency key to forget.
+# ARGV[5]: error json.  KEYS[6] (optional): the idempotency key to forget.
 _FAIL_QUEUED = (
     _PRELUDE
     + """
 if redis.call('HGET', job, 'status') ~= 'queued' then return 0 end
 redis.call('HSET', job, 'status', 'failed', 'finished_at', now, 'error', ARGV[5])
+finalized('failed')
 touch()
-if KEYS[4] then redis.call('DEL', KEYS[4]) end
+if KEYS[6] then redis.call('DEL', KEYS[6]) end
 return 1
 """
 )
@@ -242,6 +288,7 @@ if not status then return false end
 local outcome
 if status == 'queued' then
   redis.call('HSET', job, 'status', 'cancelled', 'finished_at', now, 'error', ARGV[5])
+  finalized('cancelled')
   touch()
   outcome = 'cancelled'
 elseif status == 'running' then
@@ -283,6 +330,7 @@ else redis.call('HDEL', job, 'result') end
 if ARGV[7] ~= '' then redis.call('HSET', job, 'error', ARGV[7])
 else redis.call('HDEL', job, 'error') end
 redis.call('DEL', lease)
+finalized(status)
 touch()
 return 1
 """
@@ -359,6 +407,8 @@ class JobStore:
         self._lease_ms = max(1, round(lease_seconds * 1000))
         self._index_limit = index_limit
         self._index = f"{prefix}:jobs"
+        self._metrics_jobs = f"{prefix}:metrics:jobs"
+        self._metrics_seconds = f"{prefix}:metrics:job_seconds"
         lost = {
             "code": "worker_lost",
             "message": (
@@ -404,7 +454,14 @@ class JobStore:
         client: redis.client.Pipeline | None = None,
         extra_keys: Sequence[str] = (),
     ) -> Any:
-        keys = [self.job_key(job_id), self.lease_key(job_id), self._index, *extra_keys]
+        keys = [
+            self.job_key(job_id),
+            self.lease_key(job_id),
+            self._index,
+            self._metrics_jobs,
+            self._metrics_seconds,
+            *extra_keys,
+        ]
         head: list[str | int] = [
             (now or _now()).isoformat(),
             self._ttl,
@@ -583,6 +640,51 @@ class JobStore:
         result_json = _dump(result) if result is not None else ""
         error_json = _dump(error) if error is not None else ""
         return bool(self._call(self._finish, job_id, status.value, result_json, error_json))
+
+    def metrics(self) -> JobMetrics:
+        """The job counters and duration histograms every process has recorded (one round
+        trip). Fields that no job has reached yet are absent from Redis and read as zero."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._metrics_jobs)
+        pipe.hgetall(self._metrics_seconds)
+        raw_jobs, raw_seconds = pipe.execute()
+        finished: dict[tuple[str, str], int] = {}
+        for field, value in raw_jobs.items():
+            kind, _, status = _text(field).rpartition("|")
+            finished[(kind, status)] = int(_text(value))
+        parts: dict[tuple[str, str], dict[str, str]] = {}
+        for field, value in raw_seconds.items():
+            kind, status, slot = _text(field).rsplit("|", 2)
+            parts.setdefault((kind, status), {})[slot] = _text(value)
+        durations = {
+            key: DurationHistogram(
+                buckets=tuple(
+                    (bound, int(slots.get(str(i), "0")))
+                    for i, bound in enumerate(DURATION_BUCKETS, start=1)
+                ),
+                sum=float(slots.get("sum", "0")),
+                count=int(slots.get("count", "0")),
+            )
+            for key, slots in parts.items()
+        }
+        return JobMetrics(finished=finished, durations=durations)
+
+
+@dataclass(frozen=True)
+class DurationHistogram:
+    #: (upper bound in seconds, jobs at or under it), cumulative, in DURATION_BUCKETS order;
+    #: ``count`` is the +Inf bucket.
+    buckets: tuple[tuple[float, int], ...]
+    sum: float
+    count: int
+
+
+@dataclass(frozen=True)
+class JobMetrics:
+    #: (kind, final status) -> jobs that reached it
+    finished: dict[tuple[str, str], int]
+    #: (kind, final status) -> time from start to that status, for jobs that ran
+    durations: dict[tuple[str, str], DurationHistogram]
 
 
 # --- worker heartbeats -------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,14 +24,17 @@ class Settings(BaseSettings):
         200_000, description="Rows of the synthetic default dataset made on first use."
     )
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Redis URL: Celery broker, results and job records."
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL: Celery broker, job records, worker heartbeats, job metrics.",
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port the API listens on.")
     api_url: str = Field(
         "http://127.0.0.1:8000", description="Where `rvt api` and `rvt demo` find a running API."
     )
-    log_level: str = Field("INFO", description="Log level of every process.")
+    log_level: str = Field(
+        "INFO", description="Log level of every process: DEBUG, INFO, WARNING or ERROR."
+    )
     min_roc_auc: float = Field(
         0.7, description="Quality gate: a run is promoted only if its ROC AUC reaches this."
     )
@@ -62,6 +66,33 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         0.2, description="How often serving processes check the production alias for a change."
     )
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="Log lines: `json`, `text`, or `auto` (text on a terminal, else JSON)."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, endpoints that change state need it (Bearer or X-API-Key header).",
+    )
+    api_key_required_for_reads: bool = Field(
+        False, description="Also require API_KEY to read and predict (/healthz, /readyz stay open)."
+    )
+    max_json_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        description="Largest request body accepted outside uploads (413 beyond it).",
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS; empty: CORS off."
+    )
+
+    @property
+    def api_key_value(self) -> str | None:
+        """The key, or None when unset or empty (``API_KEY=`` in a copied .env.example)."""
+        value = self.api_key.get_secret_value() if self.api_key is not None else ""
+        return value or None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
 
 @lru_cache(maxsize=1)

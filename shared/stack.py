@@ -36,8 +36,13 @@ def api_command(host: str, port: int) -> list[str]:
 
 
 def worker_command(queue: str, concurrency: int = 1) -> list[str]:
+    """A prediction worker runs its tasks in its main process (``--pool solo``): a prediction
+    takes microseconds, and a prefork pool would add a pipe round trip to a child per task
+    (scale out with more workers). Trainings run in a prefork child, which can be niced,
+    time-limited and lost without losing the worker."""
+    pool = ["--pool", "solo"] if queue == "prediction" else ["-c", str(concurrency)]
     return [
-        PYTHON, "-m", "celery", "-A", "worker", "worker", "-Q", queue, "-c", str(concurrency),
+        PYTHON, "-m", "celery", "-A", "worker", "worker", "-Q", queue, *pool,
         "-n", f"{queue}-{uuid.uuid4().hex[:8]}@%h", "--loglevel", "INFO", "--without-gossip",
         "--without-mingle",
     ]  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+import worker.logs  # noqa: F401  (connects the setup_logging signal before any worker starts)
 from shared.queues import PREDICT_TASK, PREDICTION_QUEUE, TRAIN_TASK, TRAINING_QUEUE
 from shared.settings import Settings, get_settings
 
@@ -44,6 +45,7 @@ def create_celery(settings: Settings) -> Celery:
         task_soft_time_limit=None,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
+        # Task events on, so Flower shows tasks live (`--profile monitoring`).
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,

@@ -9,10 +9,12 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import DatasetStoreDep, SettingsDep
 from api.errors import error_responses
+from api.limits import own_body_limit
 from api.schemas import DatasetList, DatasetOut, DatasetSummaryOut, DatasetUploadForm
+from api.security import ReadAccess, WriteAccess
 from api.uploads import BlockingUploadReader, MultipartFileStream
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[ReadAccess])
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -35,12 +37,14 @@ def list_datasets(datasets: DatasetStoreDep, settings: SettingsDep) -> DatasetLi
 
 @router.post(
     "",
+    dependencies=[WriteAccess],
     status_code=201,
     response_model=DatasetSummaryOut,
-    responses=error_responses(413, 415, 422),
+    responses=error_responses(401, 413, 415, 422),
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a CDC case CSV",
 )
+@own_body_limit  # streamed under MAX_UPLOAD_BYTES (see api.uploads), not MAX_JSON_BODY_BYTES
 async def upload_dataset(
     request: Request, datasets: DatasetStoreDep, settings: SettingsDep
 ) -> DatasetSummaryOut:

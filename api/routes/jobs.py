@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query
 from api.deps import JobStoreDep, TrainingQueueDep
 from api.errors import error_responses
 from api.schemas import JobList, JobOut
+from api.security import ReadAccess, WriteAccess
 from shared.jobs import Job, JobStatus
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReadAccess])
 
 
 def job_out(job: Job) -> JobOut:
@@ -43,18 +44,25 @@ def get_job(job_id: str, jobs: JobStoreDep) -> JobOut:
 
 @router.delete(
     "/{job_id}",
+    dependencies=[WriteAccess],
     status_code=202,
     response_model=JobOut,
-    responses=error_responses(404, 409, 422, 503),
+    responses=error_responses(401, 404, 409, 422, 503),
     summary="Cancel a job",
 )
 def cancel_job(job_id: str, jobs: JobStoreDep, queue: TrainingQueueDep) -> JobOut:
     """A queued job is cancelled at once; a running one is asked to stop and its worker ends it
     at its next progress report (poll the job). 409 once it ended or is saving its result."""
     job = jobs.request_cancel(job_id)
+    log.info("cancel requested", extra={"job_id": job_id, "status": job.status.value})
     if job.status is JobStatus.CANCELLED:  # it was still queued: spare the worker the message
         try:
             queue.revoke(job_id)
         except Exception:
-            log.warning("could not revoke the message of job %s", job_id, exc_info=True)
+            log.warning(
+                "could not revoke the message of job %s",
+                job_id,
+                exc_info=True,
+                extra={"job_id": job_id},
+            )
     return job_out(job)

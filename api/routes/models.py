@@ -15,9 +15,10 @@ from api.schemas import (
     ProductionOut,
     PromoteRequest,
 )
+from api.security import ReadAccess, WriteAccess
 from shared.registry import ProductionState, VersionInfo
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
 
 _KEY_METRICS = (
     "roc_auc",
@@ -65,8 +66,9 @@ def list_models(registry: RegistryDep) -> ModelList:
 
 @router.post(
     "/rollback",
+    dependencies=[WriteAccess],
     response_model=ProductionOut,
-    responses=error_responses(409),
+    responses=error_responses(401, 409),
     summary="Serve the previous production version again",
 )
 def rollback(registry: RegistryDep) -> ProductionOut:
@@ -87,8 +89,9 @@ def show_model(version: str, registry: RegistryDep) -> ModelMetadata:
 
 @router.post(
     "/{version}/promote",
+    dependencies=[WriteAccess],
     response_model=ProductionOut,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(401, 404, 409, 422),
     summary="Make a version the production one",
 )
 def promote(

@@ -11,6 +11,7 @@ from api.deps import DatasetStoreDep, JobStoreDep, SettingsDep, TrainingQueueDep
 from api.errors import error_responses
 from api.ports import QueueUnavailableError
 from api.schemas import TrainAccepted, TrainRequest
+from api.security import WriteAccess
 from shared.datasets import DatasetStore
 from shared.jobs import JobStore
 from shared.settings import Settings
@@ -55,6 +56,7 @@ def _fail_unsubmitted(jobs: JobStore, job_id: str, idempotency_key: str | None) 
 
 @router.post(
     "/train",
+    dependencies=[WriteAccess],
     status_code=202,
     response_model=TrainAccepted,
     responses={
@@ -64,7 +66,7 @@ def _fail_unsubmitted(jobs: JobStore, job_id: str, idempotency_key: str | None) 
                 "Location": {"description": "The job's URL.", "schema": {"type": "string"}}
             },
         },
-        **error_responses(422, 503),
+        **error_responses(401, 413, 422, 503),
     },
     summary="Start a training job",
 )
@@ -95,12 +97,18 @@ def submit_training(
         try:
             queue.submit(job.job_id)
         except Exception as exc:
-            log.error("could not enqueue training job %s: %s", job.job_id, exc)
+            log.error(
+                "could not enqueue training job %s: %s",
+                job.job_id,
+                exc,
+                extra={"job_id": job.job_id},
+            )
             _fail_unsubmitted(jobs, job.job_id, idempotency_key)
             raise QueueUnavailableError(
                 "the training queue is unavailable; the job was not started (try again)",
                 details={"job_id": job.job_id},
             ) from exc
+        log.info("training job queued", extra={"job_id": job.job_id, "dataset": params["dataset"]})
     status_url = request.scope.get("root_path", "") + request.app.url_path_for(
         "get_job", job_id=job.job_id
     )

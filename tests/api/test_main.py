@@ -80,17 +80,17 @@ def test_a_missing_lifespan_is_a_clear_500_not_a_crash() -> None:
 def test_openapi_documents_every_error_with_the_shape(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     expected = {
-        ("/train", "post"): {"202", "422", "503", "500"},
+        ("/train", "post"): {"202", "401", "413", "422", "503", "500"},
         ("/jobs", "get"): {"200", "422", "503", "500"},
         ("/jobs/{job_id}", "get"): {"200", "404", "422", "503", "500"},
-        ("/jobs/{job_id}", "delete"): {"202", "404", "409", "422", "503", "500"},
-        ("/predict", "post"): {"200", "422", "503", "500"},
+        ("/jobs/{job_id}", "delete"): {"202", "401", "404", "409", "422", "503", "500"},
+        ("/predict", "post"): {"200", "413", "422", "503", "500"},
         ("/datasets", "get"): {"200", "500"},
-        ("/datasets", "post"): {"201", "413", "415", "422", "500"},
+        ("/datasets", "post"): {"201", "401", "413", "415", "422", "500"},
         ("/models", "get"): {"200", "500"},
         ("/models/{version}", "get"): {"200", "404", "422", "500"},
-        ("/models/{version}/promote", "post"): {"200", "404", "409", "422", "500"},
-        ("/models/rollback", "post"): {"200", "409", "500"},
+        ("/models/{version}/promote", "post"): {"200", "401", "404", "409", "422", "500"},
+        ("/models/rollback", "post"): {"200", "401", "409", "500"},
         ("/healthz", "get"): {"200", "500"},
         ("/readyz", "get"): {"200", "503", "500"},
     }

@@ -678,3 +678,66 @@ def test_worker_heartbeats_trim_stale_members(client: redis.Redis, prefix: str) 
     beats.beat("q", "new")
     members = {text(m) for m in client.zrange(beats.key("q"), 0, -1)}
     assert members == {"new"}
+
+
+# --- job metrics (recorded by the scripts that make a job final) -----------------------------
+
+
+def finished(store: JobStore) -> dict[tuple[str, str], int]:
+    return store.metrics().finished
+
+
+def test_every_way_a_job_ends_is_counted_once(make_store: Callable[..., JobStore]) -> None:
+    store = make_store()
+    succeeded = job_in(store, "succeeded")
+    job_in(store, "failed")
+    job_in(store, "cancelled")  # queued, cancelled by the API
+    running = job_in(store, "cancel_requested")
+    assert store.finish(running, JobStatus.CANCELLED)
+    never_sent, _ = store.create("train", {"n": "unsent"})
+    assert store.fail_queued(never_sent.job_id, {"code": "queue_unavailable", "message": "x"})
+    short_lease = make_store(lease_seconds=0.2)  # same prefix, so the same metrics
+    lost = job_in(short_lease, "running")  # its lease lapses: settled as failed by a reader
+    wait_for(lambda: store.get(lost).status is JobStatus.FAILED)
+    for _ in range(3):  # reading, listing, refused transitions: no double counting
+        store.get(lost)
+        store.list()
+        assert not store.finish(succeeded, JobStatus.FAILED)
+        store.fail_queued(never_sent.job_id, {"code": "x", "message": "y"})
+    assert finished(store) == {
+        ("train", "succeeded"): 1,
+        ("train", "failed"): 3,  # a finish, a job never sent, a lost worker
+        ("train", "cancelled"): 2,
+    }
+
+
+def test_durations_are_recorded_for_jobs_that_ran(store: JobStore) -> None:
+    job, _ = store.create("train", {})
+    store.start(job.job_id, "w")
+    time.sleep(0.3)
+    assert store.finish(job.job_id, JobStatus.FAILED)
+    job_in(store, "cancelled")  # never started: counted, but no duration
+    durations = store.metrics().durations
+    assert set(durations) == {("train", "failed")}
+    histogram = durations[("train", "failed")]
+    assert histogram.count == 1 and 0.3 <= histogram.sum < 30
+    counts = [count for _, count in histogram.buckets]
+    assert counts == sorted(counts) and counts[-1] == 1  # cumulative
+    assert histogram.buckets[0] == (1, 1)  # 0.3 s is in the first bucket (<= 1 s)
+
+
+def test_metrics_keys_expire_and_are_refreshed(
+    make_store: Callable[..., JobStore], client: redis.Redis, prefix: str
+) -> None:
+    store = make_store(ttl_seconds=100)
+    job_in(store, "succeeded")
+    keys = [f"{prefix}:metrics:jobs", f"{prefix}:metrics:job_seconds"]
+    for key in keys:
+        client.expire(key, 5)
+    job_in(store, "failed")
+    for key in keys:
+        assert 50 < client.ttl(key) <= 100, key
+
+
+def test_metrics_of_an_empty_store_are_empty(store: JobStore) -> None:
+    assert store.metrics().finished == {} and store.metrics().durations == {}

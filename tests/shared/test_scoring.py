@@ -11,7 +11,14 @@ from shared.errors import NoProductionModelError
 from shared.pipeline import ModelParams
 from shared.registry import ModelRegistry
 from shared.schema import FEATURE_COLUMNS, VOCABULARY
-from shared.scoring import ModelHolder, Scorer, decode_codes, encode_codes
+from shared.scoring import (
+    ModelHolder,
+    Scorer,
+    ServingModel,
+    decode_codes,
+    encode_codes,
+    score_batch,
+)
 from shared.training import register_run, train_model
 from tests.conftest import MakeDataset
 
@@ -137,3 +144,43 @@ def test_a_request_in_flight_keeps_its_model(tmp_path: Path, make_dataset: MakeD
         holder.stop()
     assert failures == []
     assert seen == {"v1", "v2"}
+
+
+def test_a_batch_is_scored_in_one_call_and_each_request_gets_its_rows(pipelines) -> None:
+    model = ServingModel("v3", Scorer(pipelines[0]))
+    codes = every_code_row(60, seed=4)
+    sizes = [1, 7, 1, 30, 21]
+    starts = np.cumsum([0, *sizes])
+    batch = [
+        [f"r{i}", encode_codes(codes[a:b])] for i, (a, b) in enumerate(itertools.pairwise(starts))
+    ]
+    replies = score_batch(model, batch)
+    expected = pipelines[0].predict_proba(decode_features(codes))[:, 1]
+    assert [r["id"] for r in replies] == [f"r{i}" for i in range(len(sizes))]
+    for reply, a, b in zip(replies, starts[:-1], starts[1:], strict=True):
+        assert reply["version"] == "v3"
+        np.testing.assert_allclose(reply["probabilities"], expected[a:b], rtol=0, atol=1e-9)
+
+
+def test_a_bad_request_in_a_batch_fails_alone(pipelines) -> None:
+    model = ServingModel("v3", Scorer(pipelines[0]))
+    good = encode_codes(every_code_row(2))
+    replies = score_batch(model, [["a", good], ["b", "zz"], ["c", "f" * 7], ["d", good]])
+    assert [r.get("error", {}).get("code") for r in replies] == [
+        None,
+        "bad_request",
+        "bad_request",
+        None,
+    ]
+    assert replies[0]["probabilities"] == replies[3]["probabilities"]
+    assert score_batch(model, []) == []
+
+
+def test_the_holder_calls_back_after_each_load(tmp_path: Path, make_dataset: MakeDataset) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    loaded: list[str] = []
+    holder = ModelHolder(registry, on_loaded=lambda model: loaded.append(model.version))
+    register_run(registry, train_model(make_dataset(20_000, 7)))
+    assert holder.current().version == "v1"
+    assert not holder.refresh()  # nothing changed: no load, no call
+    assert loaded == ["v1"]
