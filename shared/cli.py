@@ -302,6 +302,7 @@ def serve(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)  # the terminal closed: stop, leave no orphans
     try:
         if user_redis is None:
             err.print(f"starting a private Redis for this run ({stack.start_redis()})")
