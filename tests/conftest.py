@@ -10,6 +10,17 @@ from shared.synthetic import write_synthetic_csv
 
 MakeDataset = Callable[..., Path]
 
+#: A case the model should call severe: every test folder predicts it.
+SEVERE_CASE = {
+    "current_status": "Laboratory-confirmed case",
+    "sex": "Male",
+    "age_group": "80+ Years",
+    "race_ethnicity_combined": "White, Non-Hispanic",
+    "hosp_yn": "Yes",
+    "icu_yn": "Yes",
+    "medcond_yn": "Yes",
+}
+
 
 @pytest.fixture(scope="session")
 def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

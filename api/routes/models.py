@@ -16,20 +16,10 @@ from api.schemas import (
     PromoteRequest,
 )
 from api.security import ReadAccess, WriteAccess
+from shared.evaluation import KEY_METRICS
 from shared.registry import ProductionState, VersionInfo
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
-
-_KEY_METRICS = (
-    "roc_auc",
-    "accuracy",
-    "balanced_accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "log_loss",
-    "brier",
-)
 
 
 def _dict(value: Any) -> dict[str, Any] | None:
@@ -47,7 +37,7 @@ def _summary(info: VersionInfo, production: str | None) -> ModelSummary:
         created_at=meta.get("created_at"),
         dataset=_dict(meta.get("dataset")),
         rows={k: v for k, v in rows.items() if isinstance(v, int)} if rows else None,
-        metrics={k: metrics.get(k) for k in _KEY_METRICS} if metrics else None,
+        metrics={k: metrics.get(k) for k in KEY_METRICS} if metrics else None,
         gate=gate if gate and isinstance(gate.get("passed"), bool) else None,
         promoted=info.version == production,
     )

@@ -24,6 +24,7 @@ import pytest
 from shared.schema import FEATURE_COLUMNS, GROUP_COLUMNS, VOCABULARY
 from shared.stack import LocalStack
 from shared.synthetic import write_synthetic_csv
+from tests.conftest import SEVERE_CASE
 from tests.e2e.conftest import (
     API_KEY,
     BIG_DATASET,
@@ -34,6 +35,7 @@ from tests.e2e.conftest import (
     open_page,
     shot,
 )
+from tests.integration.conftest import wait_until
 
 if os.environ.get("CI") == "true":  # CI installs it: a missing one must fail, not skip
     from playwright.sync_api import expect
@@ -43,26 +45,11 @@ else:
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 FINAL = {"succeeded", "failed", "cancelled"}
-RECORD = {
-    "current_status": "Laboratory-confirmed case",
-    "sex": "Male",
-    "age_group": "80+ Years",
-    "race_ethnicity_combined": "White, Non-Hispanic",
-    "hosp_yn": "Yes",
-    "icu_yn": "Yes",
-    "medcond_yn": "Yes",
-}
+RECORD = SEVERE_CASE
 
 
 def poll(check: Callable[[], Any], timeout: float, message: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {message}: last {last!r}")
+    return wait_until(check, timeout, interval, message)
 
 
 def api(stack: LocalStack) -> httpx.Client:

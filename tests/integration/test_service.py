@@ -19,19 +19,12 @@ import pytest
 
 from shared.stack import LocalStack
 from shared.synthetic import write_synthetic_csv
+from tests.conftest import SEVERE_CASE
 from tests.integration.conftest import train_and_wait, wait_for_job, wait_until
 
 pytestmark = pytest.mark.integration
 
-RECORD = {
-    "current_status": "Laboratory-confirmed case",
-    "sex": "Male",
-    "age_group": "80+ Years",
-    "race_ethnicity_combined": "White, Non-Hispanic",
-    "hosp_yn": "Yes",
-    "icu_yn": "Yes",
-    "medcond_yn": "Yes",
-}
+RECORD = SEVERE_CASE
 RVT = str(Path(sys.executable).parent / "rvt")
 
 

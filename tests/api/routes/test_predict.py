@@ -12,16 +12,9 @@ from shared.errors import NoProductionModelError
 from shared.registry import ModelRegistry
 from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from tests.api.conftest import Api, MakeApi, assert_error, unavailable
+from tests.conftest import SEVERE_CASE
 
-RECORD = {
-    "current_status": "Laboratory-confirmed case",
-    "sex": "Male",
-    "age_group": "80+ Years",
-    "race_ethnicity_combined": "White, Non-Hispanic",
-    "hosp_yn": "Yes",
-    "icu_yn": "Yes",
-    "medcond_yn": "Yes",
-}
+RECORD = SEVERE_CASE
 
 
 def _varied_records(n: int) -> list[dict[str, str]]:
