@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format run demo clean
+.PHONY: install test test-fast lint format run demo clean bench
 
 install: $(STAMP)
 
@@ -40,3 +40,18 @@ run: $(STAMP)
 # The contrast, measured on a running stack (start one with `make run` first).
 demo: $(STAMP)
 	$(BIN)/rvt demo
+
+# The benchmark suite (bench/, under 10 minutes on 2 cores): starts its own stack on free ports
+# and writes bench/results/ (latest.json, latest.md, PNG figures). Needs wrk: installed from
+# Debian when missing. `make bench BENCH_ARGS=--quick` for a short run.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q wrk || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q wrk; }; }
+	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -4,16 +4,17 @@ Predictions are the hot path. Everything here runs on the event loop, without th
 the per-request work is a future and a deque append:
 
 - requests are gathered into batches, one Celery task per batch: a request that arrives while
-  nothing is in flight goes out at once, alone; while a batch is in flight (as many as there
-  are live prediction workers), new requests gather until a reply frees a slot, or for at most
-  a short window (``_GATHER_SECONDS``), whichever comes first. Under load, batches grow with
-  the load instead of the task rate: this is what keeps the workers' and Redis's share of two
+  fewer than two batches per live prediction worker are in flight goes out at once (a lone
+  request waits for nothing); otherwise new requests gather until a reply frees a slot, or
+  for at most ``_GATHER_SECONDS``, whichever comes first. Under load, batches grow with the
+  load instead of the task rate: this is what keeps the workers' and Redis's share of two
   cores small;
 - a batch is published as a Celery protocol-2 message pushed with one ``LPUSH`` straight onto
   the prediction queue's Redis list (what kombu's Redis transport does for a direct publish),
-  over the asyncio Redis client. ``send_task`` costs about a millisecond of CPU per call and
-  blocks (kombu), so it would need a thread and would cap the whole API near a quarter of its
-  do-nothing throughput; trainings, rare and not latency-bound, still use ``send_task``;
+  over a lean RESP connection of the API's own (:mod:`api.resp`). ``send_task`` costs about
+  a millisecond of CPU per call and blocks (kombu), so it needs a thread and caps the API
+  near a quarter of its do-nothing throughput; trainings, rare and not latency-bound, still
+  use ``send_task``;
 - replies come back over one Redis pub/sub subscription shared by every request of this
   process (not a subscription, nor a result key, per request), so nothing is stored in Redis;
 - one timer per process, not one per request, fails requests that got no reply within the
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 _LIVENESS_CACHE_SECONDS = 1.0
 #: Largest number of records sent in one task (a single request may exceed it; it goes alone).
 _MAX_BATCH_RECORDS = 2_000
+#: Batches in flight per live prediction worker before new requests gather: two, so that a
+#: worker finds its next batch waiting when it finishes one (measured: one per worker leaves
+#: the API idle during each round trip, three make batches too small to pay for themselves).
+_IN_FLIGHT_PER_WORKER = 2
 #: Longest a request waits for a batch to fill while other batches are in flight.
 _GATHER_SECONDS = 0.002
 #: How often requests past their deadline are failed (the timeout's resolution).
@@ -97,12 +102,18 @@ class _Batch:
     deadline: float
 
 
-def task_message(channel: str, batch: list[list[str]], expires_in: float, origin: str) -> bytes:
+def task_message(
+    channel: str,
+    batch: list[list[str]],
+    expires_in: float,
+    origin: str,
+    task_id: str | None = None,
+) -> bytes:
     """The message ``send_task(PREDICT_TASK, args=[channel, batch], queue=PREDICTION_QUEUE,
     expires=expires_in)`` would push onto the queue's Redis list, protocol 2, JSON, with the
     body as plain JSON text rather than base64 (kombu decodes a body with no
     ``body_encoding`` as is). ``tests/api/test_celery_clients.py`` checks it against kombu."""
-    task_id = str(uuid.uuid4())
+    task_id = task_id or str(uuid.uuid4())
     expires = (datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat()
     body = orjson.dumps(
         [[channel, batch], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
@@ -137,7 +148,7 @@ def task_message(channel: str, batch: list[list[str]], expires_in: float, origin
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": PREDICTION_QUEUE},
             "priority": 0,
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": task_id,
         },
     }
     return orjson.dumps(message)
@@ -154,6 +165,9 @@ class RedisPredictionClient:
         self._channel = f"{settings.redis_prefix}:replies:{uuid.uuid4().hex}"
         self._origin = f"rvt-api-{os.getpid()}@{socket.gethostname()}"
         self._ids = itertools.count(1)
+        #: Task ids: this process's prefix and a counter (unique, and no syscall per batch).
+        prefix = uuid.uuid4().hex
+        self._task_ids = (f"{prefix}-{n}" for n in itertools.count(1))
         self._queue: deque[_Pending] = deque()
         #: Batches sent and not yet answered, oldest first, by the id of their first request.
         self._in_flight: dict[str, _Batch] = {}
@@ -227,8 +241,7 @@ class RedisPredictionClient:
                 "no prediction worker is running: start one with "
                 "`celery -A worker worker -Q prediction`"
             )
-        # one batch in flight per worker: each worker always has the next batch waiting
-        self._max_in_flight = len(alive)
+        self._max_in_flight = _IN_FLIGHT_PER_WORKER * len(alive)
         self._workers_seen_at = now
 
     async def _listen(self) -> None:
@@ -355,7 +368,11 @@ class RedisPredictionClient:
         key = batch[0].request_id
         self._in_flight[key] = _Batch(batch, batch[0].deadline)
         message = task_message(
-            self._channel, [[p.request_id, p.encoded] for p in batch], self._timeout, self._origin
+            self._channel,
+            [[p.request_id, p.encoded] for p in batch],
+            self._timeout,
+            self._origin,
+            next(self._task_ids),
         )
         try:
             publisher = self._publisher

@@ -7,11 +7,13 @@ thread, which loads the model in the background (that hook has a 4-second limit)
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import socket
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,11 +49,19 @@ def redis_client() -> redis.Redis:
 
 def yield_cpu_to_predictions() -> None:
     """A training process runs at a lower CPU priority with one numeric-library thread, so
-    that on a small machine predictions are never slowed by more than a little."""
+    that on a small machine predictions are never slowed by more than a little.
+
+    With autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``, on by default
+    in many kernels) the CPU is shared first between sessions, and a process's nice value
+    only orders it within its own session; a worker started in a session of its own (as
+    ``rvt serve`` and the tests start it) would compete with the API as an equal. So the
+    session's autogroup is lowered to the same niceness."""
     try:
         os.nice(TRAINING_NICENESS)
     except OSError:  # not permitted: run at normal priority rather than not at all
         log.warning("could not lower the training process's CPU priority")
+    with contextlib.suppress(OSError):  # no autogroup scheduling here: nothing to lower
+        Path("/proc/self/autogroup").write_text(f"{TRAINING_NICENESS}\n")
     threadpool_limits(1)
 
 

@@ -3,6 +3,7 @@ batch it travelled in, from the worker that holds the production model."""
 
 import random
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,3 +68,12 @@ def test_the_prediction_worker_logs_no_line_per_task(stack: LocalStack) -> None:
     prediction_log = stack.processes["worker-prediction"].log_tail(10_000)
     assert "rvt.predict[" not in prediction_log  # the banner lists the task, without an id
     assert "rvt.train[" in stack.processes["worker-training"].log_tail(10_000)
+
+
+def test_the_training_workers_session_yields_under_autogroup_scheduling(stack: LocalStack) -> None:
+    """With autogroup scheduling, CPU is shared between sessions first and nice only orders a
+    session's own processes: the training worker lowers its session's autogroup as well."""
+    autogroup = Path(f"/proc/{stack.processes['worker-training'].popen.pid}/autogroup")
+    if not autogroup.exists():
+        pytest.skip("this kernel has no autogroup scheduling")
+    assert autogroup.read_text().split()[-1] == "10", autogroup.read_text()

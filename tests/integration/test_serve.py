@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -32,9 +33,22 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def private_redis_servers() -> set[int]:
+    """redis-server wipes its environment, so it is found by the folder the stack runs it in."""
+    found = set()
+    prefix = str(Path(tempfile.gettempdir()) / "rvt-redis-")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd").startswith(prefix):
+                    found.add(int(entry.name))
+    return found
+
+
 @pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hangup"])
 def test_serve_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path, stop_with: int) -> None:
     require_redis_server()
+    redis_before = private_redis_servers()
     port = free_port()
     env = (
         {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
@@ -65,11 +79,15 @@ def test_serve_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path, stop_wi
         serve.wait(60)
         assert serve.returncode is not None
         wait_until(lambda: not processes_with(str(tmp_path)), 30, 0.2, "every process to stop")
+        wait_until(
+            lambda: not (private_redis_servers() - redis_before), 30, 0.2, "its Redis to stop"
+        )
     finally:
         if serve.poll() is None:
             serve.kill()
             serve.wait(10)
-        for pid in processes_with(str(tmp_path)):  # never leave a stray process behind
+        strays = set(processes_with(str(tmp_path))) | (private_redis_servers() - redis_before)
+        for pid in strays:  # never leave a stray process behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert "private Redis" in (serve.stderr.read() if serve.stderr else "")
