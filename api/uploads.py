@@ -21,8 +21,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
-from shared.datasets import UploadTooLargeError
-from shared.errors import DomainError
+from shared.errors import DomainError, UploadTooLargeError
 
 UPLOAD_FIELD = "file"
 #: Room for the multipart envelope (boundaries, part headers) on top of the file's own bytes.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shared.data import DatasetSummary, validate_dataset
-from shared.errors import DatasetNotFoundError, DomainError
+from shared.errors import DatasetNotFoundError, UploadTooLargeError
 from shared.synthetic import write_synthetic_csv
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$")
@@ -26,13 +26,6 @@ UPLOAD_PREFIX = ".upload-"
 _COPY_CHUNK = 1 << 20
 _STEM_MAX = 48
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class UploadTooLargeError(DomainError):
-    """An upload past the size limit: refused as soon as the limit is crossed."""
-
-    status_code = 413
-    code = "upload_too_large"
 
 
 def upload_name(filename: str | None) -> str:

@@ -97,3 +97,10 @@ class PredictionUnavailableError(DomainError):
 
     status_code = 503
     code = "prediction_unavailable"
+
+
+class UploadTooLargeError(DomainError):
+    """An upload past the size limit: refused as soon as the limit is crossed."""
+
+    status_code = 413
+    code = "upload_too_large"

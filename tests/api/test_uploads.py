@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.datasets import DatasetStore, UploadTooLargeError, upload_name
-from shared.errors import DataError
+from shared.datasets import DatasetStore, upload_name
+from shared.errors import DataError, UploadTooLargeError
 from tests.conftest import MakeDataset
 
 
