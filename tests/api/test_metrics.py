@@ -3,7 +3,6 @@ families read from Redis (job records on fakeredis, written by the real JobStore
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.jobs import JobStatus
 from tests.api.conftest import Api, MakeApi
 from tests.api.routes.test_predict import RECORD
-from tests.deploy.conftest import promtool
+from tests.deploy.conftest import check_metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -165,27 +164,12 @@ def test_promtool_accepts_the_exposition(api: Api, tmp_path: Path) -> None:
     api.services.redis.rpush("training", b"m")
     text = api.client.get("/metrics").text
     assert "rvt_training_duration_seconds_bucket" in text
-    path = tmp_path / "metrics.txt"
-    path.write_text(text)
-    with path.open("rb") as stdin:
-        result = subprocess.run(
-            [promtool(), "check", "metrics"],
-            stdin=stdin,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+    result = check_metrics(text)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_promtool_rejects_a_malformed_exposition(tmp_path: Path) -> None:
     """The check can fail: a counter sample without its TYPE's suffix and a duplicate HELP."""
     bad = '# HELP x_total a\n# HELP x_total b\n# TYPE x_total counter\nx_total{a="1"} one\n'
-    result = subprocess.run(
-        [promtool(), "check", "metrics"],
-        input=bad.encode(),
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    result = check_metrics(bad)
     assert result.returncode != 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,17 @@ def promtool() -> str:
         "promtool",
         found or shutil.which("promtool"),
         "bash .ci/run extracts it from Debian's prometheus package into .cache/promtool",
+    )
+
+
+def check_metrics(text: str) -> subprocess.CompletedProcess[bytes]:
+    """``promtool check metrics`` on a Prometheus exposition (exit code 0 when it is valid)."""
+    return subprocess.run(
+        [promtool(), "check", "metrics"],
+        input=text.encode(),
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
 
 

@@ -26,7 +26,7 @@ from shared.queues import TRAIN_TASK, TRAINING_QUEUE
 from shared.settings import Settings
 from shared.stack import LocalStack, free_port
 from shared.synthetic import write_synthetic_csv
-from tests.deploy.conftest import APP_SERVICES, BIN, interpolate, load_compose, promtool
+from tests.deploy.conftest import APP_SERVICES, BIN, check_metrics, interpolate, load_compose
 from tests.integration.conftest import require_redis_server, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.deploy]
@@ -238,16 +238,7 @@ def test_a_training_and_predictions_show_in_metrics_that_promtool_accepts(
     )
     assert value(scrape, "rvt_workers_alive", queue="prediction") == 1
 
-    exposition = tmp_path / "metrics.txt"
-    exposition.write_text(text)
-    with exposition.open("rb") as stdin:
-        checked = subprocess.run(
-            [promtool(), "check", "metrics"],
-            stdin=stdin,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+    checked = check_metrics(text)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
