@@ -13,16 +13,17 @@ WORKDIR /app
 # pyproject.toml or constraints.txt reinstalls them. Empty package folders (and an empty
 # README, which pyproject.toml names) let pip resolve the dependencies without the source.
 COPY pyproject.toml constraints.txt ./
-RUN mkdir -p api worker shared \
-    && touch README.md api/__init__.py worker/__init__.py shared/__init__.py \
+RUN mkdir -p api worker shared cli \
+    && touch README.md api/__init__.py worker/__init__.py shared/__init__.py cli/__init__.py \
     && pip install -c constraints.txt . \
     && pip uninstall -y runtime-v-training \
-    && rm -rf api worker shared README.md build ./*.egg-info
+    && rm -rf api worker shared cli README.md build ./*.egg-info
 
 COPY README.md ./
 COPY shared ./shared
 COPY worker ./worker
 COPY api ./api
+COPY cli ./cli
 RUN pip install --no-deps -c constraints.txt . && rm -rf build ./*.egg-info
 
 RUN useradd --create-home --uid 10001 rvt \
@@ -35,8 +36,8 @@ ENV MODELS_DIR=/app/models \
     PORT=8000
 
 EXPOSE 8000
-# The API's; compose gives each worker its own (python -m shared.healthcheck worker QUEUE).
+# The API's; compose gives each worker its own (python -m cli.healthcheck worker QUEUE).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "shared.healthcheck", "api"]
+    CMD ["python", "-m", "cli.healthcheck", "api"]
 
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]

@@ -12,11 +12,12 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Request
 
-from api.ports import PredictionClient, TrainingQueue
+from api.queue.ports import PredictionClient, TrainingQueue
 from api.services import Services
-from shared.datasets import DatasetStore
-from shared.jobs import JobStore, WorkerHeartbeats
-from shared.registry import ModelRegistry
+from shared.data.store import DatasetStore
+from shared.jobs.store import JobStore
+from shared.presence import WorkerPresence
+from shared.registry.versions import ModelRegistry
 from shared.settings import Settings
 
 
@@ -42,8 +43,8 @@ async def get_jobs(services: ServicesDep) -> JobStore:
     return services.jobs
 
 
-async def get_heartbeats(services: ServicesDep) -> WorkerHeartbeats:
-    return services.heartbeats
+async def get_presence(services: ServicesDep) -> WorkerPresence:
+    return services.presence
 
 
 async def get_registry(services: ServicesDep) -> ModelRegistry:
@@ -65,7 +66,7 @@ async def get_prediction_client(services: ServicesDep) -> PredictionClient:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_jobs)]
-HeartbeatsDep = Annotated[WorkerHeartbeats, Depends(get_heartbeats)]
+PresenceDep = Annotated[WorkerPresence, Depends(get_presence)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 DatasetStoreDep = Annotated[DatasetStore, Depends(get_datasets)]
 TrainingQueueDep = Annotated[TrainingQueue, Depends(get_training_queue)]

@@ -7,7 +7,7 @@ Two kinds of facts end up there:
   app's own, updated by :class:`MetricsMiddleware` and the predict route;
 - what the workers did (jobs by final status, training durations) and the state of the queues
   and workers: read from Redis when Prometheus scrapes, by :class:`RedisCollector`. The job
-  store records job outcomes atomically with each final transition (see :mod:`shared.jobs`),
+  store records job outcomes atomically with each final transition (see :mod:`shared.jobs.store`),
   so the numbers are right however many worker processes there are, and survive worker
   restarts; and workers need no port of their own.
 
@@ -38,7 +38,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.services import Services
-from shared.jobs import FINAL_STATUSES
+from shared.jobs.records import FINAL_STATUSES
 from shared.queues import QUEUES, broker_lists
 
 __all__ = ["ApiMetrics", "MetricsMiddleware", "RedisCollector"]
@@ -163,11 +163,11 @@ class RedisCollector(Collector):
 
         workers = GaugeMetricFamily(
             "rvt_workers_alive",
-            "Workers with a recent heartbeat, per queue they consume.",
+            "Workers that announced their presence recently, per queue they consume.",
             labels=["queue"],
         )
         for queue in QUEUES:
-            workers.add_metric([queue], len(services.heartbeats.alive(queue)))
+            workers.add_metric([queue], len(services.presence.alive(queue)))
         yield workers
 
         recorded = services.jobs.metrics()

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.jobs import JobStatus
-from shared.pipeline import ModelParams
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
-from shared.training import SplitParams
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.jobs.records import JobStatus
+from shared.model.pipeline import ModelParams
+from shared.model.training import SplitParams
 
 _MODEL_DEFAULTS = ModelParams()
 _SPLIT_DEFAULTS = SplitParams()

@@ -27,8 +27,8 @@ from bench import bodies
 from bench.loadgen import run_wrk
 from bench.procstat import CpuMeter
 from bench.suite import ROOT, machine, uvicorn_command, wait_http
-from shared.stack import PYTHON, LocalStack, api_command, free_port
-from shared.synthetic import write_synthetic_csv
+from cli.stack import PYTHON, LocalStack, api_command, free_port
+from shared.data.synthetic import write_synthetic_csv
 
 RESULTS = ROOT / "bench" / "results"
 _IGNORE = shutil.ignore_patterns(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from shared.schema import FEATURE_COLUMNS, VOCABULARY
+from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
 
 #: The single-record body: a full record, as a client would send it.
 RECORD = {

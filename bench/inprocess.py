@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from bench import bodies
-from shared.registry import ModelRegistry
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
-from shared.scoring import Scorer
-from shared.training import register_run, train_model
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.model.scoring import Scorer
+from shared.model.training import register_run, train_model
+from shared.registry.versions import ModelRegistry
 
 SIZES = (1, 100, 1000)
 
@@ -65,8 +65,8 @@ def measure(dataset: Path, work: Path) -> dict[str, Any]:
     version = registry.production_version()
     assert version is not None
     artifact = registry.root / version / "model.joblib"
-    pipeline = registry.load(version).model
-    scorer = Scorer(pipeline)
+    pipeline = registry.load(version)
+    scorer = Scorer(version, pipeline)
     out: dict[str, Any] = {"model_version": version, "artifact_bytes": artifact.stat().st_size}
 
     one = bodies.records(1)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.schema import MISSING, VOCABULARY
+from shared.data.schema import MISSING, VOCABULARY
 
 if TYPE_CHECKING:
     Status = Sex = Age = Race = YesNo = str

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import wait_with_usage
-from shared.stack import PYTHON
+from cli.stack import PYTHON
 
 ROOT = Path(__file__).resolve().parent.parent
 

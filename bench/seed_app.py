@@ -15,7 +15,7 @@ import pandas as pd
 from fastapi import FastAPI
 
 from bench.reference_app import Body
-from shared.schema import FEATURE_COLUMNS
+from shared.data.schema import FEATURE_COLUMNS
 
 MODEL_PATH = os.environ.get("RVT_SEED_MODEL", "models/v1/model.joblib")
 

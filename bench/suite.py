@@ -33,8 +33,8 @@ import httpx
 from bench import bodies, inprocess, report, scaling
 from bench.loadgen import LoadResult, run_wrk, wrk_version
 from bench.procstat import CpuMeter, machine_cpu_model
-from shared.stack import PYTHON, LocalStack, free_port
-from shared.synthetic import write_synthetic_csv
+from cli.stack import PYTHON, LocalStack, free_port
+from shared.data.synthetic import write_synthetic_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.pipeline import ModelParams, build_pipeline
-from shared.schema import FEATURE_COLUMNS, LABEL_COLUMN, MISSING
-from shared.training import SplitParams, test_side_mask, train_model
+from shared.data.schema import FEATURE_COLUMNS, LABEL_COLUMN, MISSING
+from shared.model.pipeline import ModelParams, build_pipeline
+from shared.model.training import SplitParams, test_side_mask, train_model
 
 
 def coefficients(pipeline: Any) -> list[float]:

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
-        description="Redis URL: Celery broker, job records, worker heartbeats, job metrics.",
+        description="Redis URL: Celery broker, job records, worker presence, job metrics.",
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port the API listens on.")
@@ -46,7 +46,8 @@ class Settings(BaseSettings):
         7 * 86_400, description="How long job records are kept in Redis after their last change."
     )
     job_lease_seconds: float = Field(
-        15.0, description="A running job whose worker sent no heartbeat for this long is lost."
+        15.0,
+        description="A running job whose worker did not renew its lease for this long is lost.",
     )
     training_time_limit_seconds: int = Field(
         3600, description="A training running longer than this ends as failed."
@@ -57,11 +58,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         200 * 1024 * 1024, description="Largest dataset upload accepted by POST /datasets."
     )
-    worker_heartbeat_seconds: float = Field(
-        2.0, description="How often workers announce themselves for GET /readyz."
+    worker_announce_seconds: float = Field(
+        2.0, description="How often workers announce their presence (for GET /readyz)."
     )
-    worker_heartbeat_ttl_seconds: float = Field(
-        10.0, description="A worker with no heartbeat for this long is not counted as ready."
+    worker_presence_ttl_seconds: float = Field(
+        10.0, description="A worker not heard from for this long is not counted as ready."
     )
     model_poll_seconds: float = Field(
         0.2, description="How often serving processes check the production alias for a change."

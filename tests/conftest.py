@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.registry import ModelRegistry
-from shared.synthetic import write_synthetic_csv
+from shared.data.synthetic import write_synthetic_csv
+from shared.registry.versions import ModelRegistry
 
 MakeDataset = Callable[..., Path]
 

@@ -1,4 +1,4 @@
-"""Worker process lifecycle: which queues this worker serves, and its readiness heartbeats.
+"""Worker process lifecycle: which queues this worker serves, and its presence (for readiness).
 
 The queues come from the worker's own ``-Q`` option, read in the main process before the pool
 forks, so pool children know their role without any extra configuration.
@@ -12,14 +12,14 @@ from typing import Any
 
 from celery.signals import celeryd_init, worker_ready, worker_shutdown
 
-from shared.jobs import WorkerHeartbeats
 from shared.settings import get_settings
+from worker import resources
 
 log = logging.getLogger(__name__)
 
 _queues: set[str] = set()
 _hostname: str = ""
-_stop_beating = threading.Event()
+_stop_announcing = threading.Event()
 
 
 def consumed_queues() -> set[str]:
@@ -38,42 +38,33 @@ def _remember_queues(sender: str, instance: Any, conf: Any, options: Any = None,
         _queues.update(q.name for q in instance.app.amqp.queues.values())
 
 
-def _heartbeats() -> WorkerHeartbeats:
-    from worker.tasks import redis_client
-
-    settings = get_settings()
-    return WorkerHeartbeats(
-        redis_client(),
-        prefix=settings.redis_prefix,
-        ttl_seconds=settings.worker_heartbeat_ttl_seconds,
-    )
-
-
-def _beat_forever(interval: float) -> None:
-    beats = _heartbeats()
+def _announce_forever(interval: float) -> None:
+    presence = resources.worker_presence()
     while True:
         for queue in sorted(_queues):
             try:
-                beats.beat(queue, _hostname)
+                presence.announce(queue, _hostname)
             except Exception:  # Redis may be down; readiness will say so
-                log.warning("heartbeat failed for queue %s", queue, exc_info=True)
-        if _stop_beating.wait(interval):
+                log.warning("presence announcement failed for queue %s", queue, exc_info=True)
+        if _stop_announcing.wait(interval):
             return
 
 
 @worker_ready.connect
-def _start_heartbeats(sender: Any = None, **_: Any) -> None:
-    interval = get_settings().worker_heartbeat_seconds
-    threading.Thread(target=_beat_forever, args=(interval,), name="heartbeats", daemon=True).start()
+def _start_announcing(sender: Any = None, **_: Any) -> None:
+    interval = get_settings().worker_announce_seconds
+    threading.Thread(
+        target=_announce_forever, args=(interval,), name="presence", daemon=True
+    ).start()
     log.info("worker ready", extra={"queues": sorted(_queues), "worker": _hostname})
 
 
 @worker_shutdown.connect
 def _leave(**_: Any) -> None:
-    _stop_beating.set()
+    _stop_announcing.set()
     try:
-        beats = _heartbeats()
+        presence = resources.worker_presence()
         for queue in _queues:
-            beats.leave(queue, _hostname)
+            presence.leave(queue, _hostname)
     except Exception:
-        log.warning("could not remove heartbeats at shutdown", exc_info=True)
+        log.warning("could not withdraw presence at shutdown", exc_info=True)

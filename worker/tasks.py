@@ -1,50 +1,37 @@
 """The tasks: thin. They take ids and codes, call the domain, and report.
 
-Per-process resources (Redis client, job store, registry, the serving model) are built once
-per process, lazily, and cached; ``worker_process_init`` only starts the model follower
-thread, which loads the model in the background (that hook has a 4-second limit).
+Per-process resources live in :mod:`worker.resources`; ``worker_process_init`` only starts the
+model follower thread, which loads the model in the background (that hook has a 4-second
+limit).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
-import socket
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import celeryd_init, worker_process_init
 from threadpoolctl import threadpool_limits
 
-from shared.datasets import DatasetStore
 from shared.errors import DomainError
-from shared.jobs import JobStatus, JobStore
+from shared.jobs.records import JobStatus
+from shared.jobs.runner import run_training_job
 from shared.logging_setup import job_id_var
-from shared.registry import ModelRegistry
-from shared.scoring import ModelHolder, score_batch
-from shared.settings import get_settings
-from shared.training_jobs import TrainingContext, run_training_job
-from worker.celery_app import PREDICT_TASK, PREDICTION_QUEUE, TRAIN_TASK, TRAINING_QUEUE, app
+from shared.model.scoring import score_batch
+from shared.queues import PREDICT_TASK, PREDICTION_QUEUE, TRAIN_TASK, TRAINING_QUEUE
+from worker import resources
+from worker.celery_app import app
 from worker.lifecycle import consumed_queues
 
 log = logging.getLogger(__name__)
 
 #: Training yields the CPU to predictions (2 cores are shared with the serving path).
 TRAINING_NICENESS = 10
-
-
-@lru_cache(maxsize=1)
-def redis_client() -> redis.Redis:
-    settings = get_settings()
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-    )
 
 
 def yield_cpu_to_predictions() -> None:
@@ -63,43 +50,6 @@ def yield_cpu_to_predictions() -> None:
     with contextlib.suppress(OSError):  # no autogroup scheduling here: nothing to lower
         Path("/proc/self/autogroup").write_text(f"{TRAINING_NICENESS}\n")
     threadpool_limits(1)
-
-
-@lru_cache(maxsize=1)
-def training_context() -> TrainingContext:
-    settings = get_settings()
-    return TrainingContext(
-        jobs=JobStore(
-            redis_client(),
-            prefix=settings.redis_prefix,
-            ttl_seconds=settings.job_ttl_seconds,
-            lease_seconds=settings.job_lease_seconds,
-        ),
-        registry=ModelRegistry(settings.models_dir),
-        datasets=DatasetStore(
-            settings.data_dir, settings.default_dataset, settings.default_dataset_rows
-        ),
-        chunk_rows=settings.chunk_rows,
-        worker_name=f"{socket.gethostname()}:{os.getpid()}",
-    )
-
-
-def _freeze_heap(_model: object = None) -> None:
-    """Move every object alive now (imported modules, the model) out of the garbage
-    collector's reach: full collections then scan only what requests allocate, so they take
-    well under a millisecond instead of tens of milliseconds (the tail of prediction
-    latencies). Called after start-up and after each model load."""
-    gc.freeze()
-
-
-@lru_cache(maxsize=1)
-def model_holder() -> ModelHolder:
-    settings = get_settings()
-    holder = ModelHolder(
-        ModelRegistry(settings.models_dir), settings.model_poll_seconds, on_loaded=_freeze_heap
-    )
-    holder.start()
-    return holder
 
 
 #: True in a prefork pool child, whose parent is the worker's main process.
@@ -141,8 +91,8 @@ def _start_following_the_model(**_: Any) -> None:
         if TRAINING_QUEUE not in queues:
             for name in _PER_TASK_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
-        model_holder()
-        _freeze_heap()
+        resources.production_model()
+        resources.freeze_heap()
 
 
 @app.task(
@@ -162,7 +112,7 @@ def train(job_id: str) -> None:
 
 
 def _train(job_id: str) -> None:
-    context = training_context()
+    context = resources.training_context()
     parent = os.getppid() if IN_POOL_CHILD else None
     try:
         run_training_job(context, job_id, parent_pid=parent)
@@ -186,7 +136,7 @@ def _train(job_id: str) -> None:
 def predict(reply_channel: str, batch: list[list[str]]) -> None:
     """Score every request of a batch with one model and publish the replies at once."""
     try:
-        model = model_holder().current()
+        model = resources.production_model().current()
     except DomainError as exc:
         error = {"code": exc.code, "message": exc.message}
         replies: list[dict[str, Any]] = [
@@ -194,4 +144,4 @@ def predict(reply_channel: str, batch: list[list[str]]) -> None:
         ]
     else:
         replies = score_batch(model, batch)
-    redis_client().publish(reply_channel, orjson.dumps({"replies": replies}))
+    resources.redis_client().publish(reply_channel, orjson.dumps({"replies": replies}))

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from api.schemas import CaseRecord
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.deps import HeartbeatsDep, RedisDep
+from api.deps import PresenceDep, RedisDep
 from api.schemas import Health, Readiness, ReadyChecks, RedisCheck, WorkersCheck
-from shared.jobs import WorkerHeartbeats
-from shared.queues import PREDICTION_QUEUE, TRAINING_QUEUE
+from shared.presence import WorkerPresence
+from shared.queues import PREDICTION_QUEUE, TRAINING_QUEUE, start_hint
 
 router = APIRouter(tags=["health"])
-
-_START_HINT = "start one with `celery -A worker worker -Q {queue}`"
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -21,15 +19,15 @@ async def healthz() -> Health:
     return Health()
 
 
-def _workers(heartbeats: WorkerHeartbeats, queue: str, redis_ok: bool) -> WorkersCheck:
+def _workers(presence: WorkerPresence, queue: str, redis_ok: bool) -> WorkersCheck:
     if not redis_ok:
         return WorkersCheck(ok=False, workers=[], detail="unknown: Redis is unavailable")
     try:
-        workers = heartbeats.alive(queue)
+        workers = presence.alive(queue)
     except Exception as exc:
         return WorkersCheck(ok=False, workers=[], detail=f"unknown: {type(exc).__name__}")
     if not workers:
-        detail = f"no live worker consumes the {queue!r} queue; " + _START_HINT.format(queue=queue)
+        detail = f"no live worker consumes the {queue!r} queue; " + start_hint(queue)
         return WorkersCheck(ok=False, workers=[], detail=detail)
     return WorkersCheck(ok=True, workers=workers)
 
@@ -42,7 +40,7 @@ def _workers(heartbeats: WorkerHeartbeats, queue: str, redis_ok: bool) -> Worker
     },
     summary="Ready to take trainings and predictions",
 )
-def readyz(response: Response, redis: RedisDep, heartbeats: HeartbeatsDep) -> Readiness:
+def readyz(response: Response, redis: RedisDep, presence: PresenceDep) -> Readiness:
     """Sync on purpose: the Redis calls block (bounded by the client's socket timeouts of about
     a second), so they run in the threadpool and a Redis outage is a quick 503, never a hang."""
     try:
@@ -52,8 +50,8 @@ def readyz(response: Response, redis: RedisDep, heartbeats: HeartbeatsDep) -> Re
         redis_check = RedisCheck(ok=False, detail=f"Redis is unavailable ({type(exc).__name__})")
     checks = ReadyChecks(
         redis=redis_check,
-        training_workers=_workers(heartbeats, TRAINING_QUEUE, redis_check.ok),
-        prediction_workers=_workers(heartbeats, PREDICTION_QUEUE, redis_check.ok),
+        training_workers=_workers(presence, TRAINING_QUEUE, redis_check.ok),
+        prediction_workers=_workers(presence, PREDICTION_QUEUE, redis_check.ok),
     )
     ready = checks.redis.ok and checks.training_workers.ok and checks.prediction_workers.ok
     if not ready:

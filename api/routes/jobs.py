@@ -11,7 +11,7 @@ from api.deps import JobStoreDep, TrainingQueueDep
 from api.errors import error_responses
 from api.schemas import JobList, JobOut
 from api.security import ReadAccess, WriteAccess
-from shared.jobs import Job, JobStatus
+from shared.jobs.records import Job, JobStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReadAccess])

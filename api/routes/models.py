@@ -16,8 +16,8 @@ from api.schemas import (
     PromoteRequest,
 )
 from api.security import ReadAccess, WriteAccess
-from shared.evaluation import KEY_METRICS
-from shared.registry import ProductionState, VersionInfo
+from shared.model.evaluation import KEY_METRICS
+from shared.registry.versions import ModelVersion, ProductionState
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
 
@@ -27,7 +27,7 @@ def _dict(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _summary(info: VersionInfo, production: str | None) -> ModelSummary:
+def _summary(info: ModelVersion, production: str | None) -> ModelSummary:
     meta = info.metadata
     metrics = _dict(meta.get("metrics"))
     gate = _dict(meta.get("gate"))

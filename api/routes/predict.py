@@ -35,7 +35,8 @@ from api.deps import get_services
 from api.errors import error_responses
 from api.schemas import MAX_RECORDS, CaseRecord, PredictRequest, PredictResponse
 from api.security import require_read_key
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.model.evaluation import THRESHOLD
 
 router = APIRouter(tags=["predictions"])
 
@@ -46,7 +47,6 @@ _REQUIRED = "age_group"
 assert tuple(CaseRecord.model_fields) == FEATURE_COLUMNS, "CaseRecord must follow FEATURE_COLUMNS"
 assert [n for n, f in CaseRecord.model_fields.items() if f.is_required()] == [_REQUIRED]
 assert all(f.default == MISSING for n, f in CaseRecord.model_fields.items() if n != _REQUIRED)
-THRESHOLD = 0.5
 
 
 def _inline_schema() -> dict[str, Any]:
@@ -160,7 +160,22 @@ def _validate_like_fastapi(body: bytes, content_type: str | None) -> PredictRequ
     data: Any = body
     if _is_json(content_type):
         try:
-            data = json.loads(body)
+            # JSON exchanged between systems is UTF-8 (RFC 8259), whatever json.loads guesses.
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.start),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": "the body is not UTF-8 text"},
+                    }
+                ]
+            ) from None
+        try:
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RequestValidationError(
                 [

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Body, Header, Request, Response
 
 from api.deps import DatasetStoreDep, JobStoreDep, SettingsDep, TrainingQueueDep
 from api.errors import error_responses
-from api.ports import QueueUnavailableError
+from api.queue.ports import QueueUnavailableError
 from api.schemas import TrainAccepted, TrainRequest
 from api.security import WriteAccess
-from shared.datasets import DatasetStore
-from shared.jobs import JobStore
+from shared.data.store import DatasetStore
+from shared.jobs.store import JobStore
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -19,15 +19,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.ports import PredictionResult
+from api.queue.ports import PredictionResult
 from api.services import Services
-from shared.data import decode_features
-from shared.datasets import DatasetStore
-from shared.errors import PredictionUnavailableError
-from shared.jobs import JobStore, WorkerHeartbeats
-from shared.registry import ModelRegistry
+from shared.data.loader import decode_features
+from shared.data.store import DatasetStore
+from shared.errors import NoProductionModelError, PredictionUnavailableError
+from shared.jobs.store import JobStore
+from shared.model.training import register_run, train_model
+from shared.presence import WorkerPresence
+from shared.registry.versions import ModelRegistry
 from shared.settings import Settings
-from shared.training import register_run, train_model
 from tests.conftest import MakeDataset
 
 DEFAULT_DATASET = "synthetic_default.csv"
@@ -64,9 +65,11 @@ class FakePredictionClient:
         self.calls.append(codes)
         if self.fail_with is not None:
             raise self.fail_with
-        loaded = self.registry.load_production()  # NoProductionModelError when none
-        proba = loaded.model.predict_proba(decode_features(codes))[:, 1]
-        return PredictionResult(loaded.version, [float(p) for p in proba])
+        version = self.registry.production_version()
+        if version is None:
+            raise NoProductionModelError("no production model yet: train one first")
+        proba = self.registry.load(version).predict_proba(decode_features(codes))[:, 1]
+        return PredictionResult(version, [float(p) for p in proba])
 
     async def aclose(self) -> None:
         self.closed = True
@@ -149,7 +152,7 @@ def make_api(
             settings=settings,
             redis=redis,
             jobs=JobStore(redis, prefix="test", lease_seconds=15),
-            heartbeats=WorkerHeartbeats(redis, prefix="test", ttl_seconds=10),
+            presence=WorkerPresence(redis, prefix="test", ttl_seconds=10),
             registry=registry,
             datasets=DatasetStore(data_dir, DEFAULT_DATASET, settings.default_dataset_rows),
             training_queue=queue,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from api.schemas import MAX_RECORDS
-from shared.schema import FEATURE_COLUMNS, VOCABULARY
+from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
 from shared.settings import Settings
 from tests.api.conftest import Api, MakeApi, assert_error
 from tests.api.routes.test_predict import RECORD

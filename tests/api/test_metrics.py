@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.jobs import JobStatus
+from shared.jobs.records import JobStatus
 from tests.api.conftest import Api, MakeApi
 from tests.api.routes.test_predict import RECORD
 from tests.deploy.conftest import check_metrics
@@ -119,8 +119,8 @@ def test_queue_depth_and_live_workers_are_read_at_scrape_time(api: Api) -> None:
     redis.rpush("training", b"m1", b"m2")
     redis.rpush("training\x06\x163", b"m3")  # a priority sub-queue of "training"
     redis.rpush("prediction", b"m4")
-    api.services.heartbeats.beat("prediction", "prediction@host-a")
-    api.services.heartbeats.beat("prediction", "prediction@host-b")
+    api.services.presence.announce("prediction", "prediction@host-a")
+    api.services.presence.announce("prediction", "prediction@host-b")
     samples = scrape(api)
     assert value(samples, "rvt_queue_depth", queue="training") == 3
     assert value(samples, "rvt_queue_depth", queue="prediction") == 1

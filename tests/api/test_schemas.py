@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from api.schemas import CaseRecord, TrainParams, TrainRequest
-from shared.pipeline import ModelParams
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
-from shared.training import SplitParams
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.model.pipeline import ModelParams
+from shared.model.training import SplitParams
 
 
 def test_case_record_fields_follow_the_schema() -> None:

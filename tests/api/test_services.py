@@ -10,8 +10,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.services import Services, build_services, redis_client
-from shared.jobs import JobStore, WorkerHeartbeats
+from api.services import Services, build_services
+from shared import stores
 from shared.settings import Settings
 from tests.api.conftest import Api, assert_error
 
@@ -24,13 +24,13 @@ def _closed_port() -> int:
 
 def test_readyz_and_jobs_answer_quickly_with_nothing_on_the_redis_port(api: Api) -> None:
     settings = Settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
-    client = redis_client(settings)
+    client = stores.redis_client(settings)
     services = Services(
         **{
             **vars(api.services),
             "redis": client,
-            "jobs": JobStore(client, prefix="test"),
-            "heartbeats": WorkerHeartbeats(client, prefix="test"),
+            "jobs": stores.job_store(settings, client),
+            "presence": stores.worker_presence(settings, client),
         }
     )
     with TestClient(create_app(api.settings, services)) as http:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.datasets import DatasetStore, upload_name
+from shared.data.store import DatasetStore, upload_name
 from shared.errors import DataError, UploadTooLargeError
 from tests.conftest import MakeDataset
 

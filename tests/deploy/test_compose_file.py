@@ -15,7 +15,7 @@ from celery.bin.celery import celery as celery_cli
 from celery.bin.worker import worker as celery_worker_cli
 from uvicorn.main import main as uvicorn_cli
 
-from shared import healthcheck
+from cli import healthcheck
 from shared.queues import QUEUES
 from shared.settings import Settings
 from tests.deploy.conftest import (
@@ -159,7 +159,7 @@ def test_each_worker_command_finds_the_celery_app_and_a_real_queue(
 def test_every_healthcheck_command_is_a_real_probe(services: dict[str, Any]) -> None:
     for name in APP_SERVICES:
         test = services[name]["healthcheck"]["test"]
-        assert test[:4] == ["CMD", "python", "-m", "shared.healthcheck"], name
+        assert test[:4] == ["CMD", "python", "-m", "cli.healthcheck"], name
         args = healthcheck.build_parser().parse_args(test[4:])  # exits on unknown arguments
         if name.startswith("worker-"):
             worker_command = services[name]["command"]
@@ -234,7 +234,7 @@ def test_the_image_runs_as_a_non_root_user_with_an_api_healthcheck() -> None:
     last_run = max(i for i, (op, _) in enumerate(steps) if op == "RUN")
     assert max(i for i, (op, _) in enumerate(steps) if op == "USER") > last_run
     health = next(args for op, args in steps if op == "HEALTHCHECK")
-    assert '["python", "-m", "shared.healthcheck", "api"]' in health
+    assert '["python", "-m", "cli.healthcheck", "api"]' in health
 
 
 def test_the_image_default_command_is_the_api_service_command(services: dict[str, Any]) -> None:

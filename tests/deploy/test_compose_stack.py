@@ -22,19 +22,19 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.stack import LocalStack, free_port
+from shared.data.synthetic import write_synthetic_csv
 from shared.queues import TRAIN_TASK, TRAINING_QUEUE
 from shared.settings import Settings
-from shared.stack import LocalStack, free_port
-from shared.synthetic import write_synthetic_csv
 from tests.deploy.conftest import APP_SERVICES, BIN, check_metrics, interpolate, load_compose
 from tests.integration.conftest import require_redis_server, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.deploy]
 
-#: Fast heartbeats so readiness shows within a second; small default dataset.
+#: Fast presence announcements so readiness shows within a second; small default dataset.
 FAST_ENV = {
-    "WORKER_HEARTBEAT_SECONDS": "0.5",
-    "WORKER_HEARTBEAT_TTL_SECONDS": "3",
+    "WORKER_ANNOUNCE_SECONDS": "0.5",
+    "WORKER_PRESENCE_TTL_SECONDS": "3",
     "DEFAULT_DATASET_ROWS": "20000",
 }
 RECORD = {"age_group": "80+ Years", "hosp_yn": "Yes", "medcond_yn": "Yes"}
@@ -187,7 +187,7 @@ def test_a_worker_healthcheck_fails_for_a_worker_that_is_not_there(
     test = [*service["healthcheck"]["test"][:-1], "nobody@%h"]
     result = _run_healthcheck(test, stack, service)
     assert result.returncode == 1
-    assert "no fresh heartbeat from nobody@" in result.stderr
+    assert "no fresh announcement from nobody@" in result.stderr
 
 
 def test_queue_depth_counted_the_waiting_message_and_then_its_consumption(

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.stack import LocalStack
-from shared.synthetic import write_synthetic_csv
+from cli.stack import LocalStack
+from shared.data.synthetic import write_synthetic_csv
 from tests.integration.conftest import make_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from shared.schema import FEATURE_COLUMNS, GROUP_COLUMNS, VOCABULARY
-from shared.stack import LocalStack
-from shared.synthetic import write_synthetic_csv
+from cli.stack import LocalStack
+from shared.data.schema import FEATURE_COLUMNS, GROUP_COLUMNS, VOCABULARY
+from shared.data.synthetic import write_synthetic_csv
 from tests.conftest import SEVERE_CASE
 from tests.e2e.conftest import (
     API_KEY,

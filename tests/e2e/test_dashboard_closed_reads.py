@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.stack import LocalStack
+from cli.stack import LocalStack
 from tests.e2e.conftest import API_KEY, DESKTOP, PLAYWRIGHT_MISSING, close_page, open_page, shot
 from tests.integration.conftest import make_stack
 

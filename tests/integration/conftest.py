@@ -14,16 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.stack import LocalStack, StackError
-from shared.synthetic import write_synthetic_csv
+from cli.stack import LocalStack, StackError
+from shared.data.synthetic import write_synthetic_csv
 
 pytestmark = pytest.mark.integration
 
-#: Short leases and heartbeats so that a lost worker shows within seconds in tests.
+#: Short leases and presence announcements so that a lost worker shows within seconds in tests.
 FAST_ENV = {
     "JOB_LEASE_SECONDS": "2",
-    "WORKER_HEARTBEAT_SECONDS": "0.5",
-    "WORKER_HEARTBEAT_TTL_SECONDS": "3",
+    "WORKER_ANNOUNCE_SECONDS": "0.5",
+    "WORKER_PRESENCE_TTL_SECONDS": "3",
     "DEFAULT_DATASET_ROWS": "20000",
     "PREDICT_TIMEOUT_SECONDS": "3",
     "LOG_LEVEL": "INFO",

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.stack import LocalStack, redis_command, wait_for_redis
-from shared.synthetic import write_synthetic_csv
+from cli.stack import LocalStack, redis_command, wait_for_redis
+from shared.data.synthetic import write_synthetic_csv
 from tests.integration.conftest import make_stack, train_and_wait, wait_for_job, wait_until
 from tests.integration.test_service import RECORD
 

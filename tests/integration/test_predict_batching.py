@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.registry import ModelRegistry
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
-from shared.stack import LocalStack
+from cli.stack import LocalStack
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.registry.versions import ModelRegistry
 from tests.integration.conftest import train_and_wait
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,8 @@ def test_concurrent_requests_each_get_their_own_answer(
     assert len(sent) == 16 * 25
     assert {status for _, status, _ in sent} == {200}, [b for _, s, b in sent if s != 200][:3]
 
-    model = ModelRegistry(stack.models_dir).load_production().model
+    registry = ModelRegistry(stack.models_dir)
+    model = registry.load(registry.production_version() or "")
     every = [record for records, _, _ in sent for record in records]
     frame = pd.DataFrame(every).reindex(columns=FEATURE_COLUMNS).fillna(MISSING)
     expected = iter(model.predict_proba(frame)[:, 1])

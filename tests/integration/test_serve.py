@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.stack import free_port
+from cli.stack import free_port
 from tests.integration.conftest import FAST_ENV, require_redis_server, wait_until
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.stack import LocalStack
-from shared.synthetic import write_synthetic_csv
+from cli.stack import LocalStack
+from shared.data.synthetic import write_synthetic_csv
 from tests.conftest import SEVERE_CASE
 from tests.integration.conftest import train_and_wait, wait_for_job, wait_until
 

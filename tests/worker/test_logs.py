@@ -54,7 +54,9 @@ def test_prediction_task_info_lines_are_dropped_but_problems_kept() -> None:
 
 
 def test_other_lines_pass_untouched() -> None:
-    record = logging.LogRecord("shared.training", logging.INFO, __file__, 1, "hello", (), None)
+    record = logging.LogRecord(
+        "shared.model.training", logging.INFO, __file__, 1, "hello", (), None
+    )
     assert logs.CeleryTaskLines().filter(record)
     assert "job_id" not in record.__dict__
 
@@ -88,9 +90,11 @@ def test_a_training_task_sets_the_job_id_for_its_lines(monkeypatch: pytest.Monke
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
     monkeypatch.setattr(
-        tasks, "_train", lambda job_id: logging.getLogger("shared.training").warning("fitting")
+        tasks,
+        "_train",
+        lambda job_id: logging.getLogger("shared.model.training").warning("fitting"),
     )
-    logger = logging.getLogger("shared.training")
+    logger = logging.getLogger("shared.model.training")
     logger.addHandler(handler)
     try:
         tasks.train.run("b" * 32)

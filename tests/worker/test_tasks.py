@@ -13,15 +13,16 @@ import fakeredis
 import numpy as np
 import pytest
 
-from shared.data import decode_features
-from shared.datasets import DatasetStore
-from shared.jobs import JobStatus, JobStore
-from shared.registry import ModelRegistry
-from shared.scoring import ModelHolder, encode_codes
-from shared.training import register_run, train_model
-from shared.training_jobs import TrainingContext
+from shared.data.loader import decode_features
+from shared.data.store import DatasetStore
+from shared.jobs.records import JobStatus
+from shared.jobs.runner import TrainingContext
+from shared.jobs.store import JobStore
+from shared.model.scoring import ProductionModel, encode_codes
+from shared.model.training import register_run, train_model
+from shared.registry.versions import ModelRegistry
 from tests.conftest import MakeDataset
-from worker import tasks
+from worker import resources, tasks
 from worker.celery_app import app
 
 PARAMS = {
@@ -68,8 +69,8 @@ def context(
         chunk_rows=2000,
         worker_name="test-worker",
     )
-    monkeypatch.setattr(tasks, "training_context", lambda: ctx)
-    monkeypatch.setattr(tasks, "redis_client", lambda: redis_server)
+    monkeypatch.setattr(resources, "training_context", lambda: ctx)
+    monkeypatch.setattr(resources, "redis_client", lambda: redis_server)
     app.conf.update(task_always_eager=True, task_eager_propagates=True)
     yield ctx
     app.conf.update(task_always_eager=False, task_eager_propagates=False)
@@ -147,8 +148,8 @@ def test_predict_task_publishes_scores_from_the_production_model(
     make_dataset: MakeDataset,
     monkeypatch,
 ) -> None:
-    holder = ModelHolder(context.registry)
-    monkeypatch.setattr(tasks, "model_holder", lambda: holder)
+    holder = ProductionModel(context.registry)
+    monkeypatch.setattr(resources, "production_model", lambda: holder)
     pubsub = redis_server.pubsub()
     pubsub.subscribe("replies")
     pubsub.get_message(timeout=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from api.routes.dashboard import STATIC_DIR
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from tests.api.conftest import Api
 
 

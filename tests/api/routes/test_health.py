@@ -9,7 +9,7 @@ from tests.api.conftest import Api
 
 def _beat(api: Api, *queues: str) -> None:
     for queue in queues:
-        api.services.heartbeats.beat(queue, f"{queue}-1@host")
+        api.services.presence.announce(queue, f"{queue}-1@host")
 
 
 def test_healthz_needs_no_redis(api: Api) -> None:
@@ -44,7 +44,7 @@ def test_not_ready_names_the_queue_without_workers(api: Api) -> None:
 
 def test_a_worker_that_left_no_longer_counts(api: Api) -> None:
     _beat(api, "training", "prediction")
-    api.services.heartbeats.leave("training", "training-1@host")
+    api.services.presence.leave("training", "training-1@host")
     body = api.client.get("/readyz").json()
     assert body["ready"] is False and body["checks"]["training_workers"]["ok"] is False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from shared.jobs import JobStatus
+from shared.jobs.records import JobStatus
 from tests.api.conftest import Api, assert_error
 
 

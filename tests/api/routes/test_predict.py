@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from shared.errors import NoProductionModelError
-from shared.registry import ModelRegistry
-from shared.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
+from shared.registry.versions import ModelRegistry
 from tests.api.conftest import Api, MakeApi, assert_error, unavailable
 from tests.conftest import SEVERE_CASE
 
@@ -27,7 +27,7 @@ def _varied_records(n: int) -> list[dict[str, str]]:
 
 
 def _expected(registry: ModelRegistry, records: list[dict[str, str]]) -> np.ndarray:
-    model = registry.load_production().model
+    model = registry.load(registry.production_version() or "")
     frame = pd.DataFrame(records).reindex(columns=FEATURE_COLUMNS).fillna(MISSING)
     return np.asarray(model.predict_proba(frame)[:, 1])
 

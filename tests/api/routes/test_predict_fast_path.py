@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from api.routes.predict import _fast_encode, encode_records
 from api.schemas import MAX_RECORDS, PredictRequest
-from shared.schema import FEATURE_COLUMNS, VOCABULARY
+from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
 from tests.api.conftest import Api, assert_error
 
 ODD_VALUES: list[Any] = [None, 1, 0, True, 1.5, "", "yes", "YES", " Yes", ["Yes"], {"v": 1}]
@@ -88,7 +88,14 @@ def test_content_types_are_handled_as_fastapi_does(
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [(b"", "body"), (b"{not json", "body"), (b"[1, 2]", "body"), (b'{"records": null}', "records")],
+    [
+        (b"", "body"),
+        (b"{not json", "body"),
+        (b"[1, 2]", "body"),
+        (b'{"records": null}', "records"),
+        (b"\x00\xff\xfe&m", "body"),  # not UTF-8 (found by a fuzzer: it was a 500)
+        (b'{"records": [{"age_group": "\xff"}]}', "body"),
+    ],
 )
 def test_unusable_bodies_are_422_in_the_one_shape(api: Api, body: bytes, field: str) -> None:
     response = api.client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kombu.exceptions import OperationalError
 
-from shared.jobs import JobStatus
+from shared.jobs.records import JobStatus
 from tests.api.conftest import DEFAULT_DATASET, Api, MakeApi, assert_error
 
 

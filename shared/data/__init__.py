@@ -1,0 +1,1 @@
+"""The data: the CDC schema, reading and checking CSVs, the synthetic generator, the datasets."""

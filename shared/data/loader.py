@@ -1,0 +1,471 @@
+"""Reading CDC case files as real releases write them.
+
+Two ways in, one set of rules:
+
+- :class:`EncodedCsv` streams a file of any size in chunks and turns each chunk into small
+  integer codes (the training path: it never parses dates and never holds the file);
+- :func:`load_cases` reads a small file whole into a tidy DataFrame, dates included (for
+  inspection, tests and the API's dataset summary).
+
+Both accept the variants of real files (aliased or padded headers, a BOM, missing date
+columns, three date formats, empty markers, CRLF) and fail with one :class:`DataError` whose
+message names the problem (never a raw pandas exception).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from shared.errors import DataError
+from shared.data.schema import (
+    DATE_COLUMNS,
+    FEATURE_COLUMNS,
+    LABEL_COLUMN,
+    MISSING,
+    REQUIRED_COLUMNS,
+    VOCABULARY,
+    canonical_header,
+    is_empty_marker,
+    label_to_int,
+)
+
+_SNIFF_BYTES = 64 * 1024
+_DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d", "%d/%m/%Y")
+#: Index of ``Missing`` in each feature vocabulary, where invalid and empty cells go.
+MISSING_CODE = {col: VOCABULARY[col].index(MISSING) for col in FEATURE_COLUMNS}
+_NO_ROWS = "the file has a header but no data rows"
+#: Signatures of files people send by mistake, so that the error can say what the file is.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "a gzip archive (decompress it first)"),
+    (b"PK\x03\x04", "a ZIP archive or an Excel workbook (export the sheet as CSV)"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel/Office document (export the sheet as CSV)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"%PDF", "a PDF document"),
+)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+@dataclass
+class Header:
+    """Where each schema column sits in a file's header."""
+
+    source_names: dict[str, str]  # canonical name -> the header as written in the file
+
+    @property
+    def present(self) -> set[str]:
+        return set(self.source_names)
+
+    @property
+    def canonical_of(self) -> dict[str, str]:
+        """The header as written -> the schema's name (pandas keeps file order, not ours)."""
+        return {source: canonical for canonical, source in self.source_names.items()}
+
+
+@dataclass
+class EncodedChunk:
+    """One chunk of rows as codes: ``features[:, j]`` indexes ``VOCABULARY[FEATURE_COLUMNS[j]]``;
+    ``labels`` is 1 (Yes), 0 (No) or -1 (unlabelled)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    first_row: int
+    bytes_read: int
+
+
+@dataclass
+class LoadReport:
+    """What a read found, beyond the rows themselves."""
+
+    rows_read: int = 0
+    labelled: int = 0
+    positives: int = 0
+    negatives: int = 0
+    invalid_values: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(FEATURE_COLUMNS, 0)
+    )
+
+    @property
+    def unlabelled(self) -> int:
+        return self.rows_read - self.labelled
+
+    def check_labels(self) -> None:
+        """A file is only trainable if both outcomes occur among its labelled rows."""
+        if self.rows_read == 0:
+            raise DataError(_NO_ROWS)
+        if self.labelled == 0:
+            raise DataError(
+                f"no row has a {LABEL_COLUMN} of Yes or No: there is nothing to learn from "
+                f"({self.rows_read} rows, all Missing/Unknown/blank)"
+            )
+        if self.positives == 0 or self.negatives == 0:
+            only = "No" if self.positives == 0 else "Yes"
+            raise DataError(
+                f"every labelled row has {LABEL_COLUMN} = {only}: both Yes and No are needed "
+                f"({self.labelled} labelled rows)"
+            )
+
+
+class HashingReader(io.RawIOBase):
+    """A binary file wrapper that hashes what passes through it and counts the bytes, so one
+    read of a dataset gives its rows, its sha256 and the progress fraction."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.sha256.update(data)
+        self.bytes_read += n
+        return n
+
+    def drain(self) -> None:
+        """Hash whatever the parser did not read (it may stop before the end)."""
+        while chunk := self._raw.read(1 << 20):
+            self.sha256.update(chunk)
+            self.bytes_read += len(chunk)
+
+
+def _sniff(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(_SNIFF_BYTES)
+    except FileNotFoundError:
+        raise DataError(f"dataset file not found: {path.name}") from None
+    except IsADirectoryError:
+        raise DataError(f"dataset is a folder, not a file: {path.name}") from None
+    except OSError as exc:
+        raise DataError(f"dataset file cannot be read: {path.name} ({exc.strerror})") from None
+
+
+def _decode_head(head: bytes) -> str:
+    """The sniffed bytes as text, or a :class:`DataError` saying why they are not CSV text."""
+    if not head:
+        raise DataError("the file is empty (0 bytes)")
+    if head.startswith(_UTF16_BOMS):
+        raise DataError("the file is UTF-16 text, not UTF-8: save it as a UTF-8 CSV")
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            raise DataError(f"the file is not a CSV text file: it is {kind}")
+    if b"\x00" in head:
+        raise DataError("the file is not a CSV text file (it contains binary data)")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # Only a multi-byte character cut by the sniff boundary is fine.
+        cut = len(head) == _SNIFF_BYTES and exc.end == len(head) and exc.start >= len(head) - 3
+        if not (cut and exc.reason == "unexpected end of data"):
+            raise DataError(
+                f"the file is not UTF-8 text (byte {exc.start}: {exc.reason}), "
+                "so it is not a CSV this loader reads"
+            ) from None
+        text = head[: exc.start].decode("utf-8-sig")
+    stripped = text.lstrip()
+    if not stripped:
+        raise DataError("the file is empty (it holds only whitespace)")
+    if stripped[0] in "{[":
+        raise DataError("the file is JSON, not CSV: a CDC case file is a CSV with a header row")
+    if stripped[0] == "<":
+        raise DataError("the file is HTML or XML, not CSV: a CDC case file is a CSV with a header")
+    return text
+
+
+def _ragged_error(line: int, fields: int, expected: int) -> DataError:
+    return DataError(
+        f"the file is not a well-formed CSV: line {line} has {fields} fields but the header "
+        f"has {expected} (a stray comma, or a value with a comma that is not quoted?)",
+        details={"line": line, "fields": fields, "expected_fields": expected},
+    )
+
+
+def read_header(path: Path) -> Header:
+    """Check that ``path`` is a CSV text file with the required columns, and map its header."""
+    text = _decode_head(_sniff(path))
+    # Blank lines are skipped as pandas skips them; newline="" keeps quoted line breaks whole.
+    records = csv.reader(io.StringIO(text, newline=""))
+    try:
+        names = next(record for record in records if record)
+    except (csv.Error, StopIteration):
+        raise DataError("the first line is not a CSV header") from None
+    source_names: dict[str, str] = {}
+    for name in names:
+        canonical = canonical_header(name)
+        source_names.setdefault(canonical, name)
+    missing = [col for col in REQUIRED_COLUMNS if col not in source_names]
+    if missing:
+        shown = ", ".join(repr(n) for n in names[:12])
+        hint = ""
+        if len(names) == 1 and (sep := next((c for c in ";\t|" if c in names[0]), None)):
+            hint = f"; the file seems to separate values with {sep!r}, not commas"
+        raise DataError(
+            f"required column{'s' if len(missing) > 1 else ''} missing: {', '.join(missing)} "
+            f"(a CDC case file needs {', '.join(REQUIRED_COLUMNS)}; the header has {shown}"
+            f"{hint})",
+            details={"missing_columns": missing},
+        )
+    # pandas reads a first row longer than the header as an index column, or drops its extra
+    # fields, without a word; later ragged rows it does report. So check the first row here.
+    try:
+        first = next((record for record in records if record), None)
+    except csv.Error:
+        first = None  # the sniff may end inside a quoted value; pandas will judge the row
+    if first is not None and len(first) > len(names):
+        raise _ragged_error(records.line_num, len(first), len(names))
+    return Header(source_names)
+
+
+def _code_table(column: str, categories: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """For each distinct raw value of a chunk: its vocabulary code, and whether it was invalid."""
+    vocab = VOCABULARY[column]
+    lookup = {value: i for i, value in enumerate(vocab)}
+    missing = MISSING_CODE[column]
+    codes = np.empty(len(categories), dtype=np.int8)
+    invalid = np.zeros(len(categories), dtype=bool)
+    for i, raw in enumerate(categories):
+        value = str(raw).strip()
+        if value in lookup:
+            codes[i] = lookup[value]
+        else:
+            codes[i] = missing
+            invalid[i] = not is_empty_marker(value)
+    return codes, invalid
+
+
+def _as_categorical(series: pd.Series) -> pd.Series:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series
+    return series.astype("category")
+
+
+def _encode_column(column: str, series: pd.Series, report: LoadReport) -> np.ndarray:
+    cat = _as_categorical(series)
+    table, invalid = _code_table(column, cat.cat.categories)
+    raw_codes = cat.cat.codes.to_numpy()
+    # Code -1 is a NaN cell (pandas' own idea of empty): the appended last entry, Missing.
+    codes = np.append(table, np.int8(MISSING_CODE[column]))[raw_codes]
+    if invalid.any():
+        counts = np.bincount(raw_codes[raw_codes >= 0], minlength=len(table))
+        report.invalid_values[column] += int(counts[invalid].sum())
+    return codes
+
+
+def _encode_labels(series: pd.Series) -> np.ndarray:
+    cat = _as_categorical(series)
+    table = [label_to_int(str(raw)) for raw in cat.cat.categories]
+    # Unlabelled values, and code -1 (a NaN cell) through the appended last entry, are -1.
+    lookup = np.array([-1 if v is None else v for v in table] + [-1], dtype=np.int8)
+    return lookup[cat.cat.codes.to_numpy()]
+
+
+def _parser_error(exc: Exception) -> DataError:
+    if isinstance(exc, UnicodeDecodeError):
+        return DataError(
+            f"the file is not UTF-8 text ({exc.reason} past the first {_SNIFF_BYTES // 1024} KiB), "
+            "so it is not a CSV this loader reads"
+        )
+    message = str(exc).strip()
+    if match := _RAGGED.search(message):
+        expected, line, fields = (int(g) for g in match.groups())
+        return _ragged_error(line, fields, expected)
+    return DataError(f"the file is not a well-formed CSV: {message}")
+
+
+def _csv_frames(source: IO[bytes], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The rows of a CSV in frames of ``chunk_rows``, every column categorical with cells as
+    written (no NA guessing). Empty frames are skipped; parse errors become :class:`DataError`.
+
+    Every column is read, not just the ones used: pandas' ``usecols`` silently drops the extra
+    fields of a ragged row instead of reporting it.
+    """
+    try:
+        reader = pd.read_csv(
+            source,
+            dtype="category",
+            encoding="utf-8-sig",
+            chunksize=chunk_rows,
+            keep_default_na=False,
+            na_values=[],
+            index_col=False,
+            skipinitialspace=False,
+            engine="c",
+        )
+        for frame in reader:
+            if len(frame):
+                yield frame
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise _parser_error(exc) from None
+
+
+def _select(frame: pd.DataFrame, header: Header, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The schema columns of a parsed frame, under their schema names."""
+    sources = [header.source_names[c] for c in columns]
+    absent = [s for s in sources if s not in frame.columns]
+    if absent:  # the CSV parser read the header differently from read_header
+        raise DataError(
+            f"the file's header could not be read consistently (columns {absent!r} not found)"
+        )
+    selected = frame[sources]
+    selected.columns = pd.Index(columns)
+    return selected
+
+
+def _count_labels(report: LoadReport, labels: np.ndarray) -> None:
+    report.rows_read += len(labels)
+    positives = int((labels == 1).sum())
+    negatives = int((labels == 0).sum())
+    report.positives += positives
+    report.negatives += negatives
+    report.labelled += positives + negatives
+
+
+class EncodedCsv:
+    """A one-pass stream over a case file as integer codes, with the report and the file's
+    sha256 filled in as it goes (complete once iteration ends; the last chunk's
+    ``bytes_read`` is the file's size)."""
+
+    def __init__(self, path: Path, chunk_rows: int = 250_000) -> None:
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+        self.path = path
+        self.chunk_rows = chunk_rows
+        self.header = read_header(path)
+        self.total_bytes = path.stat().st_size
+        self.report = LoadReport()
+        self.sha256 = ""
+
+    def __iter__(self) -> Iterator[EncodedChunk]:
+        columns = (*FEATURE_COLUMNS, LABEL_COLUMN)
+        with self.path.open("rb") as raw:
+            reader = HashingReader(raw)
+            buffered = io.BufferedReader(reader, buffer_size=1 << 20)
+            frames = _csv_frames(buffered, self.chunk_rows)
+            # One frame of look-ahead, so that the last chunk is known as such: the file is
+            # then hashed to its end and that chunk reports every byte read.
+            current = next(frames, None)
+            first_row = 0
+            while current is not None:
+                following = next(frames, None)
+                if following is None:
+                    buffered.read()
+                    reader.drain()
+                    self.sha256 = reader.sha256.hexdigest()
+                frame = _select(current, self.header, columns)
+                features = np.column_stack(
+                    [_encode_column(c, frame[c], self.report) for c in FEATURE_COLUMNS]
+                )
+                labels = _encode_labels(frame[LABEL_COLUMN])
+                _count_labels(self.report, labels)
+                yield EncodedChunk(features, labels, first_row, reader.bytes_read)
+                first_row += len(frame)
+                current = following
+            if not self.sha256:  # a file without data rows
+                buffered.read()
+                reader.drain()
+                self.sha256 = reader.sha256.hexdigest()
+
+
+@dataclass
+class DatasetSummary:
+    """What the API and CLI say about a dataset: its size, hash and label counts."""
+
+    name: str
+    size_bytes: int
+    sha256: str
+    rows: int
+    labelled: int
+    positives: int
+    negatives: int
+    invalid_values: dict[str, int]
+
+
+def validate_dataset(path: Path, chunk_rows: int = 250_000) -> DatasetSummary:
+    """Read a whole file with the training rules; raise :class:`DataError` if it is unusable."""
+    stream = EncodedCsv(path, chunk_rows)
+    for _ in stream:
+        pass
+    stream.report.check_labels()
+    report = stream.report
+    return DatasetSummary(
+        name=path.name,
+        size_bytes=stream.total_bytes,
+        sha256=stream.sha256,
+        rows=report.rows_read,
+        labelled=report.labelled,
+        positives=report.positives,
+        negatives=report.negatives,
+        invalid_values=dict(report.invalid_values),
+    )
+
+
+def parse_dates(series: pd.Series) -> pd.Series:
+    """Parse a date column written in any of the formats real releases use; a bad or empty
+    date (or one outside the years 1677-2262 that ``datetime64[ns]`` holds) becomes NaT and
+    never fails a load."""
+    text = series.astype("string").str.strip()
+    result = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
+    for fmt in _DATE_FORMATS:
+        todo = result.isna() & text.notna() & (text != "")
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        ok = parsed.notna() & (parsed >= pd.Timestamp.min) & (parsed <= pd.Timestamp.max)
+        if ok.any():
+            result.loc[ok.index[ok]] = parsed[ok].dt.as_unit("ns")
+    return result
+
+
+def decode_features(codes: np.ndarray) -> pd.DataFrame:
+    """Codes back to the CDC strings, one column per feature."""
+    return pd.DataFrame(
+        {
+            col: np.asarray(VOCABULARY[col], dtype=object)[codes[:, j]]
+            for j, col in enumerate(FEATURE_COLUMNS)
+        }
+    )
+
+
+def load_cases(path: Path) -> tuple[pd.DataFrame, LoadReport]:
+    """Read a small case file whole: canonical columns, features in the CDC vocabulary,
+    dates parsed (absent date columns come back as all-NaT), ``death_yn`` as written."""
+    header = read_header(path)
+    present_dates = tuple(c for c in DATE_COLUMNS if c in header.present)
+    columns = (*present_dates, *FEATURE_COLUMNS, LABEL_COLUMN)
+    with path.open("rb") as fh:
+        frames = [_select(f, header, columns) for f in _csv_frames(fh, 1_000_000)]
+    if not frames:
+        raise DataError(_NO_ROWS)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    report = LoadReport()
+    codes = np.column_stack([_encode_column(c, frame[c], report) for c in FEATURE_COLUMNS])
+    decoded = decode_features(codes)
+    labels = _encode_labels(frame[LABEL_COLUMN])
+    _count_labels(report, labels)
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for col in DATE_COLUMNS:
+        out[col] = (
+            parse_dates(frame[col]).to_numpy()
+            if col in present_dates
+            else np.full(len(frame), np.datetime64("NaT", "ns"))
+        )
+    for col in FEATURE_COLUMNS:
+        out[col] = decoded[col].to_numpy()
+    out[LABEL_COLUMN] = frame[LABEL_COLUMN].astype("string").str.strip().to_numpy()
+    return out, report

@@ -1,0 +1,1 @@
+"""The model: its pipeline, streaming training, evaluation, and scoring from lookup tables."""

@@ -1,0 +1,95 @@
+"""The runner past its commit point: once a version is being saved, nothing may turn the job
+into a failure (against fakeredis with Lua, and real files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from shared.data.store import DatasetStore
+from shared.jobs.records import JobStatus
+from shared.jobs.runner import TrainingContext, run_training_job
+from shared.jobs.store import JobStore
+from shared.registry.versions import ModelRegistry, ModelVersion
+from tests.conftest import MakeDataset
+
+PARAMS = {
+    "dataset": "cases.csv",
+    "params": {"C": 1.0, "class_weight": None, "max_iter": 1000},
+    "test_size": 0.2,
+    "random_state": 42,
+    "min_roc_auc": 0.5,
+    "promote": True,
+}
+
+
+class LeaseLapsesWhileSaving(ModelRegistry):
+    """Drops the job's lease while the version is written, as a worker starved of CPU (or a
+    Redis blip longer than the lease) would: the job is then read as lost."""
+
+    def __init__(self, root: Path, jobs: JobStore, client: fakeredis.FakeRedis) -> None:
+        super().__init__(root)
+        self.jobs, self.client = jobs, client
+        self.job_id = ""
+
+    def save_version(self, model: Any, metadata: dict[str, Any]) -> ModelVersion:
+        saved = super().save_version(model, metadata)
+        self.client.delete(self.jobs.lease_key(self.job_id))
+        assert self.jobs.get(self.job_id).error == {
+            "code": "worker_lost",
+            "message": "the worker running this job stopped (its lease was not renewed for 30 s)",
+        }
+        return saved
+
+
+@pytest.fixture
+def context(tmp_path: Path, make_dataset: MakeDataset) -> TrainingContext:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    jobs = JobStore(client, prefix="test", lease_seconds=30)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cases.csv").write_bytes(make_dataset(20_000, 7).read_bytes())
+    return TrainingContext(
+        jobs=jobs,
+        registry=LeaseLapsesWhileSaving(tmp_path / "models", jobs, client),
+        datasets=DatasetStore(data_dir, "cases.csv", 1000),
+        chunk_rows=2000,
+        worker_name="test-worker",
+    )
+
+
+def test_a_lease_lapsing_after_the_commit_point_does_not_fail_a_saved_version(
+    context: TrainingContext,
+) -> None:
+    job, _ = context.jobs.create("training", PARAMS)
+    assert isinstance(context.registry, LeaseLapsesWhileSaving)
+    context.registry.job_id = job.job_id
+
+    run_training_job(context, job.job_id)
+
+    done = context.jobs.get(job.job_id)
+    assert (done.status, done.error) == (JobStatus.SUCCEEDED, None)
+    assert done.result is not None and done.result["version"] == "v1"
+    assert context.registry.production_version() == "v1"
+    finished = context.jobs.metrics().finished
+    assert finished.get(("training", "failed"), 0) == 0
+    assert finished[("training", "succeeded")] == 1
+    histogram = context.jobs.metrics().durations[("training", "failed")]
+    assert histogram.count == 0 and all(n == 0 for _, n in histogram.buckets)
+
+
+def test_a_job_lost_before_its_commit_point_stays_failed(context: TrainingContext) -> None:
+    """The revival is only for a job past its commit point: a lost job that never committed
+    cannot be turned into a success by a late finish."""
+    job, _ = context.jobs.create("training", PARAMS)
+    jobs = context.jobs
+    assert jobs.start(job.job_id, "w") is not None
+    assert isinstance(context.registry, LeaseLapsesWhileSaving)
+    context.registry.client.delete(jobs.lease_key(job.job_id))
+    assert jobs.get(job.job_id).status is JobStatus.FAILED
+    assert jobs.finish(job.job_id, JobStatus.SUCCEEDED, result={"version": "v9"}) is False
+    assert jobs.get(job.job_id).error is not None
+    assert jobs.get(job.job_id).result is None
