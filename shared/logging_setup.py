@@ -15,13 +15,15 @@ the worker each call :func:`configure_logging` at start.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 __all__ = [
     "JsonFormatter",
@@ -65,24 +67,27 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record, on one line (newlines in messages are escaped)."""
+class JsonFormatter(_LibraryJsonFormatter):
+    """python-json-logger's formatter, with this project's field names (``ts``, ``level``,
+    ``logger``, ``message``), UTC millisecond timestamps and the ids from context."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def __init__(self) -> None:
+        super().__init__(
+            "{levelname}{name}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "name": "logger"},
+            reserved_attrs=[*RESERVED_ATTRS, *_NOISE, "taskName"],
+            json_default=str,
+            json_ensure_ascii=False,
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
         stamp = datetime.fromtimestamp(record.created, UTC)
-        payload: dict[str, Any] = {
-            "ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **_context(record),
-            **_extras(record),
-        }
-        if record.exc_info:
-            payload["exc_info"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            payload["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        log_data["ts"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        super().add_fields(log_data, record, message_dict)
+        log_data.update(_context(record))
 
 
 class TextFormatter(logging.Formatter):

@@ -12,7 +12,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from shared.data.schema import GROUP_COLUMNS
 
@@ -28,7 +37,6 @@ KEY_METRICS = (
     "log_loss",
     "brier",
 )
-_EPS = 1e-15
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -38,53 +46,68 @@ def _ratio(num: float, den: float) -> float | None:
 def binary_metrics(
     y_true: np.ndarray, proba: np.ndarray, weight: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """Key classification metrics with ``undefined`` naming why any of them is ``None``."""
+    """Key classification metrics with ``undefined`` naming why any of them is ``None``.
+
+    The values are scikit-learn's, with ``sample_weight``; each is asked for only when it is
+    defined on the data at hand, so there is no warning and no NaN to interpret."""
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(proba, dtype=float)
     w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
-    pred = p >= THRESHOLD
-    pos, neg = y == 1, y == 0
-    tp = float(w[pos & pred].sum())
-    fn = float(w[pos & ~pred].sum())
-    fp = float(w[neg & pred].sum())
-    tn = float(w[neg & ~pred].sum())
+    pred = (p >= THRESHOLD).astype(np.int64)
+    tn, fp, fn, tp = (
+        (float(v) for v in confusion_matrix(y, pred, labels=[0, 1], sample_weight=w).ravel())
+        if len(y)
+        else (0.0, 0.0, 0.0, 0.0)
+    )
     n = tp + fn + fp + tn
     n_pos, n_neg = tp + fn, fp + tn
     undefined: dict[str, str] = {}
 
-    def need(value: float | None, name: str, reason: str) -> float | None:
-        if value is None:
-            undefined[name] = reason
-        return value
+    def metric(defined: bool, name: str, reason: str, compute: Any) -> float | None:
+        if defined:
+            return float(compute())
+        undefined[name] = reason
+        return None
 
     no_rows = "the test set is empty"
-    accuracy = need(_ratio(tp + tn, n), "accuracy", no_rows)
-    precision = need(_ratio(tp, tp + fp), "precision", "no row was predicted positive")
-    recall = need(_ratio(tp, n_pos), "recall", "the test set has no positive (Yes) rows")
-    specificity = _ratio(tn, n_neg)
-    if recall is not None and specificity is not None:
-        balanced_accuracy: float | None = (recall + specificity) / 2
-    else:
-        balanced_accuracy = need(None, "balanced_accuracy", "the test set lacks one of the classes")
-    if precision is not None and recall is not None and precision + recall > 0:
-        f1: float | None = 2 * precision * recall / (precision + recall)
-    else:
-        f1 = need(None, "f1", "precision or recall is undefined or both are zero")
-    if n_pos > 0 and n_neg > 0:
-        roc_auc: float | None = float(roc_auc_score(y, p, sample_weight=w))
-    else:
-        only = "No" if n_pos == 0 else "Yes"
-        roc_auc = need(None, "roc_auc", f"the test set has only one class ({only})")
-    if n > 0:
-        clipped = np.clip(p, _EPS, 1 - _EPS)
-        losses = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
-        log_loss: float | None = float((w * losses).sum() / n)
-        brier: float | None = float((w * (p - y) ** 2).sum() / n)
-        mean_probability: float | None = float((w * p).sum() / n)
-    else:
-        log_loss = need(None, "log_loss", no_rows)
-        brier = need(None, "brier", no_rows)
-        mean_probability = need(None, "mean_probability", no_rows)
+    args = {"y_true": y, "sample_weight": w}
+    accuracy = metric(n > 0, "accuracy", no_rows, lambda: accuracy_score(y_pred=pred, **args))
+    precision = metric(
+        tp + fp > 0,
+        "precision",
+        "no row was predicted positive",
+        lambda: precision_score(y_pred=pred, **args),
+    )
+    recall = metric(
+        n_pos > 0,
+        "recall",
+        "the test set has no positive (Yes) rows",
+        lambda: recall_score(y_pred=pred, **args),
+    )
+    balanced_accuracy = metric(
+        n_pos > 0 and n_neg > 0,
+        "balanced_accuracy",
+        "the test set lacks one of the classes",
+        lambda: balanced_accuracy_score(y_pred=pred, **args),
+    )
+    f1 = metric(
+        tp > 0,
+        "f1",
+        "precision or recall is undefined or both are zero",
+        lambda: f1_score(y_pred=pred, **args),
+    )
+    only = "No" if n_pos == 0 else "Yes"
+    roc_auc = metric(
+        n_pos > 0 and n_neg > 0,
+        "roc_auc",
+        f"the test set has only one class ({only})",
+        lambda: roc_auc_score(y_score=p, **args),
+    )
+    log_loss_value = metric(
+        n > 0, "log_loss", no_rows, lambda: log_loss(y, p, sample_weight=w, labels=[0, 1])
+    )
+    brier = metric(n > 0, "brier", no_rows, lambda: np.average((p - y) ** 2, weights=w))
+    mean_probability = metric(n > 0, "mean_probability", no_rows, lambda: np.average(p, weights=w))
     return {
         "rows": round(n),
         "positives": round(n_pos),
@@ -94,10 +117,10 @@ def binary_metrics(
         "recall": recall,
         "f1": f1,
         "roc_auc": roc_auc,
-        "log_loss": log_loss,
+        "log_loss": log_loss_value,
         "brier": brier,
-        "positive_rate": need(_ratio(tp + fp, n), "positive_rate", no_rows),
-        "observed_rate": need(_ratio(n_pos, n), "observed_rate", no_rows),
+        "positive_rate": metric(n > 0, "positive_rate", no_rows, lambda: (tp + fp) / n),
+        "observed_rate": metric(n > 0, "observed_rate", no_rows, lambda: n_pos / n),
         "mean_probability": mean_probability,
         "confusion_matrix": {"tn": round(tn), "fp": round(fp), "fn": round(fn), "tp": round(tp)},
         "undefined": undefined,
