@@ -10,19 +10,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 FIGURES = ("latency.png", "throughput.png", "training.png")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def summary_ms(values: list[float]) -> dict[str, float]:
+    """Median and 99th percentile (numpy's, linear interpolation) and the maximum."""
+    p50, p99 = np.percentile(values, [50, 99])
     return {
         "n": len(values),
-        "p50_ms": round(percentile(values, 0.50) * 1000, 3),
-        "p99_ms": round(percentile(values, 0.99) * 1000, 3),
+        "p50_ms": round(float(p50) * 1000, 3),
+        "p99_ms": round(float(p99) * 1000, 3),
         "max_ms": round(max(values) * 1000, 3),
     }
 

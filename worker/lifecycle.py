@@ -26,14 +26,19 @@ def consumed_queues() -> set[str]:
     return set(_queues)
 
 
+def queues_from_options(options: Any) -> set[str]:
+    """The queues named by the worker's ``-Q`` option (empty when it has none)."""
+    queues = (options or {}).get("queues") or []
+    if isinstance(queues, str):
+        queues = queues.split(",")
+    return {q.strip() for q in queues if q.strip()}
+
+
 @celeryd_init.connect
 def _remember_queues(sender: str, instance: Any, conf: Any, options: Any = None, **_: Any) -> None:
     global _hostname
     _hostname = str(sender)
-    queues = (options or {}).get("queues") or []
-    if isinstance(queues, str):
-        queues = queues.split(",")
-    _queues.update(q.strip() for q in queues if q.strip())
+    _queues.update(queues_from_options(options))
     if not _queues:
         _queues.update(q.name for q in instance.app.amqp.queues.values())
 

@@ -26,7 +26,7 @@ from shared.model.scoring import score_batch
 from shared.queues import PREDICT_TASK, PREDICTION_QUEUE, TRAIN_TASK, TRAINING_QUEUE
 from worker import resources
 from worker.celery_app import app
-from worker.lifecycle import consumed_queues
+from worker.lifecycle import consumed_queues, queues_from_options
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ _PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.worke
 def _lean_prediction_worker(conf: Any = None, options: Any = None, **_: Any) -> None:
     """A worker that serves only predictions sends no task events: three event messages per
     task (received, started, succeeded) would cost more than the prediction itself."""
-    queues = (options or {}).get("queues") or []
-    if isinstance(queues, str):
-        queues = queues.split(",")
-    if conf is not None and {q.strip() for q in queues if q.strip()} == {PREDICTION_QUEUE}:
+    if conf is not None and queues_from_options(options) == {PREDICTION_QUEUE}:
         conf.worker_send_task_events = False
         # Prediction tasks are acknowledged on receipt: kombu's ack emulation (an "unacked"
         # hash and index in Redis, written and cleared per message) would only cost two Redis
