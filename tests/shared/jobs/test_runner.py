@@ -15,15 +15,7 @@ from shared.jobs.runner import TrainingContext, run_training_job
 from shared.jobs.store import JobStore
 from shared.registry.versions import ModelRegistry, ModelVersion
 from tests.conftest import MakeDataset
-
-PARAMS = {
-    "dataset": "cases.csv",
-    "params": {"C": 1.0, "class_weight": None, "max_iter": 1000},
-    "test_size": 0.2,
-    "random_state": 42,
-    "min_roc_auc": 0.5,
-    "promote": True,
-}
+from tests.worker.test_tasks import PARAMS
 
 
 class LeaseLapsesWhileSaving(ModelRegistry):
