@@ -10,11 +10,15 @@ Two ways in, one set of rules:
 Both accept the variants of real files (aliased or padded headers, a BOM, missing date
 columns, three date formats, empty markers, CRLF) and fail with one :class:`DataError` whose
 message names the problem (never a raw pandas exception).
+
+Work is bounded before pandas sees a byte: :mod:`shared.data.header` refuses from the first
+64 KiB a file that is not CSV text or whose header is absurd. Cells are text, never evaluated:
+a spreadsheet formula such as ``=1+1`` in a feature column is one more out-of-vocabulary value
+(read as ``Missing``, counted).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import re
@@ -26,51 +30,33 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from shared.errors import DataError
+from shared.data.header import (
+    SNIFF_BYTES,
+    Header,
+    ragged_error,
+    read_header,
+)
 from shared.data.schema import (
+    ALL_COLUMNS,
     DATE_COLUMNS,
     FEATURE_COLUMNS,
     LABEL_COLUMN,
     MISSING,
-    REQUIRED_COLUMNS,
     VOCABULARY,
-    canonical_header,
     is_empty_marker,
     label_to_int,
 )
+from shared.errors import DataError
 
-_SNIFF_BYTES = 64 * 1024
+#: Cells per parsed chunk at most (the default chunk of a 12-column file): a file with more
+#: columns is read in fewer rows at a time, so a chunk's memory does not grow with its width.
+_CELLS_PER_CHUNK = 250_000 * len(ALL_COLUMNS)
 _DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d", "%d/%m/%Y")
 #: Index of ``Missing`` in each feature vocabulary, where invalid and empty cells go.
 MISSING_CODE = {col: VOCABULARY[col].index(MISSING) for col in FEATURE_COLUMNS}
 _NO_ROWS = "the file has a header but no data rows"
-#: Signatures of files people send by mistake, so that the error can say what the file is.
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "a gzip archive (decompress it first)"),
-    (b"PK\x03\x04", "a ZIP archive or an Excel workbook (export the sheet as CSV)"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel/Office document (export the sheet as CSV)"),
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"%PDF", "a PDF document"),
-)
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
-
-@dataclass
-class Header:
-    """Where each schema column sits in a file's header."""
-
-    source_names: dict[str, str]  # canonical name -> the header as written in the file
-
-    @property
-    def present(self) -> set[str]:
-        return set(self.source_names)
-
-    @property
-    def canonical_of(self) -> dict[str, str]:
-        """The header as written -> the schema's name (pandas keeps file order, not ours)."""
-        return {source: canonical for canonical, source in self.source_names.items()}
+_UNCLOSED = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 @dataclass
@@ -144,92 +130,9 @@ class HashingReader(io.RawIOBase):
             self.bytes_read += len(chunk)
 
 
-def _sniff(path: Path) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(_SNIFF_BYTES)
-    except FileNotFoundError:
-        raise DataError(f"dataset file not found: {path.name}") from None
-    except IsADirectoryError:
-        raise DataError(f"dataset is a folder, not a file: {path.name}") from None
-    except OSError as exc:
-        raise DataError(f"dataset file cannot be read: {path.name} ({exc.strerror})") from None
-
-
-def _decode_head(head: bytes) -> str:
-    """The sniffed bytes as text, or a :class:`DataError` saying why they are not CSV text."""
-    if not head:
-        raise DataError("the file is empty (0 bytes)")
-    if head.startswith(_UTF16_BOMS):
-        raise DataError("the file is UTF-16 text, not UTF-8: save it as a UTF-8 CSV")
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
-            raise DataError(f"the file is not a CSV text file: it is {kind}")
-    if b"\x00" in head:
-        raise DataError("the file is not a CSV text file (it contains binary data)")
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # Only a multi-byte character cut by the sniff boundary is fine.
-        cut = len(head) == _SNIFF_BYTES and exc.end == len(head) and exc.start >= len(head) - 3
-        if not (cut and exc.reason == "unexpected end of data"):
-            raise DataError(
-                f"the file is not UTF-8 text (byte {exc.start}: {exc.reason}), "
-                "so it is not a CSV this loader reads"
-            ) from None
-        text = head[: exc.start].decode("utf-8-sig")
-    stripped = text.lstrip()
-    if not stripped:
-        raise DataError("the file is empty (it holds only whitespace)")
-    if stripped[0] in "{[":
-        raise DataError("the file is JSON, not CSV: a CDC case file is a CSV with a header row")
-    if stripped[0] == "<":
-        raise DataError("the file is HTML or XML, not CSV: a CDC case file is a CSV with a header")
-    return text
-
-
-def _ragged_error(line: int, fields: int, expected: int) -> DataError:
-    return DataError(
-        f"the file is not a well-formed CSV: line {line} has {fields} fields but the header "
-        f"has {expected} (a stray comma, or a value with a comma that is not quoted?)",
-        details={"line": line, "fields": fields, "expected_fields": expected},
-    )
-
-
-def read_header(path: Path) -> Header:
-    """Check that ``path`` is a CSV text file with the required columns, and map its header."""
-    text = _decode_head(_sniff(path))
-    # Blank lines are skipped as pandas skips them; newline="" keeps quoted line breaks whole.
-    records = csv.reader(io.StringIO(text, newline=""))
-    try:
-        names = next(record for record in records if record)
-    except (csv.Error, StopIteration):
-        raise DataError("the first line is not a CSV header") from None
-    source_names: dict[str, str] = {}
-    for name in names:
-        canonical = canonical_header(name)
-        source_names.setdefault(canonical, name)
-    missing = [col for col in REQUIRED_COLUMNS if col not in source_names]
-    if missing:
-        shown = ", ".join(repr(n) for n in names[:12])
-        hint = ""
-        if len(names) == 1 and (sep := next((c for c in ";\t|" if c in names[0]), None)):
-            hint = f"; the file seems to separate values with {sep!r}, not commas"
-        raise DataError(
-            f"required column{'s' if len(missing) > 1 else ''} missing: {', '.join(missing)} "
-            f"(a CDC case file needs {', '.join(REQUIRED_COLUMNS)}; the header has {shown}"
-            f"{hint})",
-            details={"missing_columns": missing},
-        )
-    # pandas reads a first row longer than the header as an index column, or drops its extra
-    # fields, without a word; later ragged rows it does report. So check the first row here.
-    try:
-        first = next((record for record in records if record), None)
-    except csv.Error:
-        first = None  # the sniff may end inside a quoted value; pandas will judge the row
-    if first is not None and len(first) > len(names):
-        raise _ragged_error(records.line_num, len(first), len(names))
-    return Header(source_names)
+def _rows_per_chunk(header: Header, chunk_rows: int) -> int:
+    """``chunk_rows``, or fewer for a wide file: at most :data:`_CELLS_PER_CHUNK` cells."""
+    return max(1, min(chunk_rows, _CELLS_PER_CHUNK // max(header.columns, 1)))
 
 
 def _code_table(column: str, categories: pd.Index) -> tuple[np.ndarray, np.ndarray]:
@@ -278,13 +181,20 @@ def _encode_labels(series: pd.Series) -> np.ndarray:
 def _parser_error(exc: Exception) -> DataError:
     if isinstance(exc, UnicodeDecodeError):
         return DataError(
-            f"the file is not UTF-8 text ({exc.reason} past the first {_SNIFF_BYTES // 1024} KiB), "
+            f"the file is not UTF-8 text ({exc.reason} past the first {SNIFF_BYTES // 1024} KiB), "
             "so it is not a CSV this loader reads"
         )
     message = str(exc).strip()
     if match := _RAGGED.search(message):
         expected, line, fields = (int(g) for g in match.groups())
-        return _ragged_error(line, fields, expected)
+        return ragged_error(line, fields, expected)
+    if match := _UNCLOSED.search(message):
+        row = int(match.group(1))
+        return DataError(
+            f"the file is not a well-formed CSV: a quoted value opened in data row {row:,} is "
+            'never closed (an unbalanced " quote: the rest of the file would be one value)',
+            details={"row": row},
+        )
     return DataError(f"the file is not a well-formed CSV: {message}")
 
 
@@ -356,7 +266,7 @@ class EncodedCsv:
         with self.path.open("rb") as raw:
             reader = HashingReader(raw)
             buffered = io.BufferedReader(reader, buffer_size=1 << 20)
-            frames = _csv_frames(buffered, self.chunk_rows)
+            frames = _csv_frames(buffered, _rows_per_chunk(self.header, self.chunk_rows))
             # One frame of look-ahead, so that the last chunk is known as such: the file is
             # then hashed to its end and that chunk reports every byte read.
             current = next(frames, None)
@@ -449,7 +359,8 @@ def load_cases(path: Path) -> tuple[pd.DataFrame, LoadReport]:
     present_dates = tuple(c for c in DATE_COLUMNS if c in header.present)
     columns = (*present_dates, *FEATURE_COLUMNS, LABEL_COLUMN)
     with path.open("rb") as fh:
-        frames = [_select(f, header, columns) for f in _csv_frames(fh, 1_000_000)]
+        chunks = _csv_frames(fh, _rows_per_chunk(header, 1_000_000))
+        frames = [_select(f, header, columns) for f in chunks]
     if not frames:
         raise DataError(_NO_ROWS)
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shared.data.loader import DatasetSummary, validate_dataset
-from shared.errors import DatasetNotFoundError, UploadTooLargeError
 from shared.data.synthetic import write_synthetic_csv
+from shared.errors import DatasetNotFoundError, UploadTooLargeError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$")
 DEFAULT_SEED = 20200122  # the day of the first case report in the CDC surveillance summary
