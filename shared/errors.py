@@ -3,7 +3,10 @@ with one handler and the CLI prints them as one line; nothing here knows about H
 
 from __future__ import annotations
 
-from typing import Any
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeGuard
 
 
 class DomainError(Exception):
@@ -104,3 +107,35 @@ class UploadTooLargeError(DomainError):
 
     status_code = 413
     code = "upload_too_large"
+
+
+class StorageFullError(DomainError):
+    """The disk (or quota) holding the models or the datasets is full: what was being written
+    is removed again, and nothing else changed. Raised through :func:`disk_full_means`."""
+
+    status_code = 507
+    code = "storage_full"
+
+    #: ENOSPC, and EDQUOT: a quota is a full disk as far as the writer can tell.
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+    @classmethod
+    def caused(cls, exc: BaseException) -> TypeGuard[OSError]:
+        """Whether ``exc`` is the operating system saying the disk is full."""
+        return isinstance(exc, OSError) and exc.errno in cls.ERRNOS
+
+    @classmethod
+    def instead_of(cls, exc: OSError, what: str) -> StorageFullError:
+        return cls(f"the disk is full ({exc.strerror}): {what}")
+
+
+@contextmanager
+def disk_full_means(what: str) -> Iterator[None]:
+    """Within it, the operating system's "no space left" becomes a :class:`StorageFullError`
+    whose message says what did not happen (``what``)."""
+    try:
+        yield
+    except OSError as exc:
+        if StorageFullError.caused(exc):
+            raise StorageFullError.instead_of(exc, what) from exc
+        raise

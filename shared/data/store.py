@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from shared.data.loader import DatasetSummary, validate_dataset
 from shared.data.synthetic import write_synthetic_csv
-from shared.errors import DatasetNotFoundError, UploadTooLargeError
+from shared.errors import DatasetNotFoundError, UploadTooLargeError, disk_full_means
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$")
 DEFAULT_SEED = 20200122  # the day of the first case report in the CDC surveillance summary
@@ -82,11 +82,12 @@ class DatasetStore:
         target = self.root / self.default_name
         if target.is_file():
             return self.get(self.default_name)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".default.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not target.is_file():
-                write_synthetic_csv(target, self.default_rows, seed=DEFAULT_SEED)
+        with disk_full_means("the default dataset was not generated"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            with (self.root / ".default.lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not target.is_file():
+                    write_synthetic_csv(target, self.default_rows, seed=DEFAULT_SEED)
         return self.get(self.default_name)
 
     def store_upload(
@@ -102,29 +103,31 @@ class DatasetStore:
         The bytes go to a hidden temp file in the folder itself, so publishing is a link on the
         same filesystem (atomic, and never replaces an existing dataset), and readers never
         see a partial or unvalidated file. ``source`` is read in chunks; crossing ``max_bytes``
-        stops the copy at once with :class:`UploadTooLargeError`. ``filename`` is only a hint
-        for the name (see :func:`upload_name`); it is never used as a path.
+        stops the copy at once with :class:`UploadTooLargeError`; a full disk is a
+        :class:`~shared.errors.StorageFullError`, the temp file removed. ``filename`` is only a
+        hint for the name (see :func:`upload_name`); it is never used as a path.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, suffix=".part", dir=self.root)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                size = 0
-                while chunk := source.read(_COPY_CHUNK):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise UploadTooLargeError(
-                            f"the upload is larger than the limit of {max_bytes} bytes",
-                            details={"max_bytes": max_bytes},
-                        )
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            summary = validate_dataset(tmp, chunk_rows)
-            name = self._publish(tmp, filename)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with disk_full_means("the upload was not stored"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, suffix=".part", dir=self.root)
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    size = 0
+                    while chunk := source.read(_COPY_CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise UploadTooLargeError(
+                                f"the upload is larger than the limit of {max_bytes} bytes",
+                                details={"max_bytes": max_bytes},
+                            )
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                summary = validate_dataset(tmp, chunk_rows)
+                name = self._publish(tmp, filename)
+            finally:
+                tmp.unlink(missing_ok=True)
         return replace(summary, name=name)
 
     def cleanup_partial_uploads(self, older_than_seconds: float = 3600) -> int:

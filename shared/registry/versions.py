@@ -6,14 +6,19 @@ Layout under the root folder::
     production.json                       {"version": "v2", "history": ["v1"], "updated_at": ...}
     .lock                                 flock file serialising every writer
     .staging/<uuid>/                      writes in progress, invisible to readers
+    .staging/production.json.tmp          the next alias, while it is written
 
 Why it is shaped this way:
 
 - A version is written whole in ``.staging`` (artifact and metadata, both fsynced) and published
   by one ``rename`` of its folder, so a crash leaves either a complete version or none, and
   readers never take the lock: they list folders and read files that never change.
-- ``production.json`` is replaced with ``os.replace``, so serving processes can poll its
-  ``stat`` (:meth:`ModelRegistry.alias_token`) and reload only when it changed.
+- ``production.json`` is written whole in ``.staging`` and replaced with ``os.replace``, so
+  a reader sees the old alias or the new one, never a torn one, and serving processes can poll
+  its ``stat`` (:meth:`ModelRegistry.alias_token`) and reload only when it changed.
+- Whatever a crashed writer leaves is in ``.staging``, where :meth:`ModelRegistry.cleanup_staging`
+  finds it; a full disk is a :class:`~shared.errors.StorageFullError`, and what was being
+  written is removed again.
 - A version name from a client is only ever matched against the folder listing, never joined
   into a path, and an artifact is hashed and compared with its metadata before it is unpickled,
   because unpickling runs code.
@@ -45,7 +50,9 @@ from shared.errors import (
     ConflictError,
     GateFailedError,
     IntegrityError,
+    StorageFullError,
     VersionNotFoundError,
+    disk_full_means,
 )
 
 __all__ = [
@@ -155,13 +162,15 @@ class ModelRegistry:
     # -- writing a version --------------------------------------------------------------------
 
     def save_version(self, model: Any, metadata: dict[str, Any]) -> ModelVersion:
-        """Publish ``model`` as the next version; a crash at any point leaves it whole or absent."""
+        """Publish ``model`` as the next version; a crash at any point leaves it whole or absent,
+        and so does a full disk (:class:`StorageFullError`)."""
         # Fail on unserialisable metadata before spending time on the dump.
         _metadata_json(metadata)
-        self._staging_root.mkdir(parents=True, exist_ok=True)
         staging = self._staging_root / uuid.uuid4().hex
-        staging.mkdir()
+        committed = False
         try:
+            self._staging_root.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
             artifact = staging / ARTIFACT_NAME
             # The slow part (dump, fsync, hash) runs outside the lock so writers overlap.
             with open(artifact, "wb") as f:
@@ -191,11 +200,14 @@ class ModelRegistry:
                 _fsync_dir(staging)
                 final = self.root / name
                 os.rename(staging, final)  # the commit point
+                committed = True
                 _fsync_dir(self._staging_root)
                 _fsync_dir(self.root)
                 self._cleanup_quietly()
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if not committed and StorageFullError.caused(exc):
+                raise StorageFullError.instead_of(exc, "the model version was not saved") from exc
             raise
         log.info("saved model version %s (%d bytes)", name, size)
         return ModelVersion(name, number, final, json.loads(text))
@@ -310,7 +322,7 @@ class ModelRegistry:
 
     def promote(self, version: str, force: bool = False) -> ProductionState:
         """Point production at ``version``; a version that failed its quality gate needs force."""
-        with self._locked():
+        with disk_full_means("the production alias was not changed"), self._locked():
             info = self.get(version)
             state = self.production()
             if state.version == info.version:
@@ -331,7 +343,7 @@ class ModelRegistry:
 
     def rollback(self) -> ProductionState:
         """Go back to the previous production version; the current one is dropped, not stacked."""
-        with self._locked():
+        with disk_full_means("the production alias was not changed"), self._locked():
             state = self.production()
             if not state.history:
                 raise ConflictError("nothing to roll back to")
@@ -342,7 +354,10 @@ class ModelRegistry:
         return new_state
 
     def _write_production(self, version: str, history: list[str]) -> ProductionState:
-        """Replace production.json atomically; callers hold the lock."""
+        """Replace production.json atomically; callers hold the lock.
+
+        The new alias is written in staging, so that what a crash leaves is a staging leftover
+        (only ever written under the lock, so one name is enough)."""
         state = ProductionState(version, history[-HISTORY_LIMIT:], _now_iso())
         document = {
             "version": state.version,
@@ -350,15 +365,20 @@ class ModelRegistry:
             "updated_at": state.updated_at,
         }
         previous = self.alias_token()
-        tmp = self.root / f".{PRODUCTION_NAME}.tmp"
-        _write_synced(tmp, _metadata_json(document).encode("utf-8"))
-        # The freed inode of the old file can be reused and two writes can share a clock tick,
-        # so force a strictly later mtime: the token then changes on every write.
-        mtime_ns = time.time_ns()
-        if previous is not None and mtime_ns <= previous[1]:
-            mtime_ns = previous[1] + 1
-        os.utime(tmp, ns=(mtime_ns, mtime_ns))
-        os.replace(tmp, self._production_path)
+        self._staging_root.mkdir(parents=True, exist_ok=True)
+        tmp = self._staging_root / f"{PRODUCTION_NAME}.tmp"
+        try:
+            _write_synced(tmp, _metadata_json(document).encode("utf-8"))
+            # The freed inode of the old file can be reused and two writes can share a clock
+            # tick, so force a strictly later mtime: the token then changes on every write.
+            mtime_ns = time.time_ns()
+            if previous is not None and mtime_ns <= previous[1]:
+                mtime_ns = previous[1] + 1
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
+            os.replace(tmp, self._production_path)  # the commit point
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(self.root)
         return state
 
