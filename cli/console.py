@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from functools import wraps
+from typing import ClassVar, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,8 +17,19 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from shared.errors import DomainError
+
 out = Console()
 err = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CommandError(Exception):
+    """A failure whose message is the whole story for the user: no traceback needed."""
+
+    exit_code: ClassVar[int] = 2
 
 
 def progress_columns() -> tuple[ProgressColumn, ...]:
@@ -30,7 +43,33 @@ def progress_columns() -> tuple[ProgressColumn, ...]:
     )
 
 
-def fail(message: str) -> NoReturn:
-    """One unwrapped line on stderr and exit code 2: scripts grep it, people read it."""
+def fmt(value: object) -> str:
+    """A metric or field as every table shows it: 4 decimals, and null spelled out."""
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def fail(message: str, exit_code: int = 2) -> NoReturn:
+    """One unwrapped line on stderr and a non-zero exit: scripts grep it, people read it."""
     sys.stderr.write(f"error: {' '.join(message.split())}\n")
-    raise typer.Exit(2)
+    raise typer.Exit(exit_code)
+
+
+def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Bad input, an unreachable or refusing API: one line on stderr, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except CommandError as exc:
+            fail(str(exc), exc.exit_code)
+        except DomainError as exc:
+            fail(exc.message)
+        except OSError as exc:
+            fail(f"{exc.strerror or exc}: {exc.filename or ''}")
+
+    return wrapper

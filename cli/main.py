@@ -8,22 +8,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from cli.console import err, fail, out, progress_columns
-from cli.remote import api_app, demo
+from api.security import API_KEY_HEADER
+from cli.console import err, fail, fmt, one_line_errors, out, progress_columns
+from cli.demo import demo
+from cli.options import ClassWeightOption
+from cli.remote import api_app
 from cli.stack import LocalStack, StackError
 from shared import stores
 from shared.data.store import DatasetStore
 from shared.data.synthetic import write_synthetic_csv
-from shared.errors import DomainError
 from shared.model.evaluation import KEY_METRICS
 from shared.model.pipeline import ModelParams
 from shared.model.training import Progress as TrainingProgress
@@ -42,30 +42,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(api_app, name="api")
 app.command("demo")(demo)
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class ClassWeightOption(StrEnum):
-    none = "none"
-    balanced = "balanced"
-
-
-def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Bad input ends in one line on stderr and exit code 2, never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except DomainError as exc:
-            fail(exc.message)
-        except OSError as exc:
-            fail(f"{exc.strerror or exc}: {exc.filename or ''}")
-
-    return wrapper
 
 
 def _registry(settings: Settings) -> ModelRegistry:
@@ -101,11 +77,13 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[TrainingProgress], None]]
 def data_generate(
     rows: Annotated[int, typer.Option(min=1, help="Number of rows to write.")] = 200_000,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same file).")] = 0,
-    out_file: Annotated[Path, typer.Option("--out", help="CSV file to write.")] = Path(
-        "data/synthetic.csv"
-    ),
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="CSV file to write (default: in DATA_DIR).")
+    ] = None,
 ) -> None:
     """Write a synthetic CDC-schema dataset, deterministic for a seed and row count."""
+    if out_file is None:
+        out_file = get_settings().data_dir / "synthetic.csv"
     started = time.perf_counter()
     out_file.parent.mkdir(parents=True, exist_ok=True)
     write_synthetic_csv(out_file, rows, seed=seed)
@@ -175,14 +153,6 @@ def train(
     _print_summary(metadata, registered.promoted, registered.save_seconds, wall)
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
 def _print_summary(
     metadata: dict[str, Any], promoted: bool, save_seconds: float, wall: float
 ) -> None:
@@ -197,7 +167,7 @@ def _print_summary(
     table = Table("metric", "value", title="held-out metrics")
     for name in (*KEY_METRICS, "positive_rate", "observed_rate"):
         why = metrics["undefined"].get(name)
-        table.add_row(name, _fmt(metrics[name]) + (f"  ({why})" if why else ""))
+        table.add_row(name, fmt(metrics[name]) + (f"  ({why})" if why else ""))
     cm = metrics["confusion_matrix"]
     table.add_row("confusion", f"tn={cm['tn']:,} fp={cm['fp']:,} fn={cm['fn']:,} tp={cm['tp']:,}")
     out.print(table)
@@ -245,7 +215,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
             str(row["created_at"]),
             str(row["dataset"]),
             f"{row['rows']:,}" if row["rows"] is not None else "",
-            _fmt(row["roc_auc"]),
+            fmt(row["roc_auc"]),
             "passed" if row["gate_passed"] else "failed",
             "*" if row["production"] else "",
         )
@@ -308,13 +278,15 @@ def serve(
         if user_redis is None:
             err.print(f"starting a private Redis for this run ({stack.start_redis()})")
         stack.start(timeout=120)
+        # a placeholder, never the key: this goes to a terminal, and maybe to a log
+        key_header = f" -H '{API_KEY_HEADER}: <API_KEY>'" if settings.api_key_value else ""
         err.print(
             f"\n[bold]runtime-v-training is up[/]\n"
             f"  API        {stack.base_url}\n"
             f"  API docs   {stack.base_url}/docs\n"
             f"  readiness  {stack.base_url}/readyz\n"
             f"  Redis      {stack.redis_url}\n"
-            f"  train:     curl -X POST {stack.base_url}/train\n"
+            f"  train:     curl -X POST {stack.base_url}/train{key_header}\n"
             f"Ctrl-C stops every process started here.\n"
         )
         while not stopping:

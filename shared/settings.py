@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", description="Comma-separated origins allowed by CORS; empty: CORS off."
     )
+    test_training_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Tests only (keep 0): a training pauses this long after each chunk it reads, so a "
+            "test can watch, cancel, time out or kill one in progress on a machine of any speed."
+        ),
+    )
 
     @property
     def api_key_value(self) -> str | None:

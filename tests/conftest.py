@@ -1,5 +1,6 @@
 """Fixtures every test folder uses: small synthetic datasets and an empty registry."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +10,20 @@ from shared.data.synthetic import write_synthetic_csv
 from shared.registry.versions import ModelRegistry
 
 MakeDataset = Callable[..., Path]
+
+#: Set by ``make test-fast``, which leaves out the tests that need a program from outside the
+#: venv: one that reaches for such a program anyway is marked wrongly, and fails saying so.
+WITHOUT_SERVICES = "RVT_TESTS_WITHOUT_SERVICES"
+
+
+def refuse_without_services(what: str, marker: str) -> None:
+    """Fail a test that needs ``what`` in a run that promised to need none of it."""
+    if os.environ.get(WITHOUT_SERVICES) == "1":
+        pytest.fail(
+            f"this test needs {what}, which `make test-fast` must not: mark it {marker!r}",
+            pytrace=False,
+        )
+
 
 #: A case the model should call severe: every test folder predicts it.
 SEVERE_CASE = {

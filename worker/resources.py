@@ -40,6 +40,7 @@ def training_context() -> TrainingContext:
         datasets=stores.dataset_store(settings),
         chunk_rows=settings.chunk_rows,
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        chunk_delay_seconds=settings.test_training_delay_seconds,
     )
 
 

@@ -40,6 +40,8 @@ class TrainingContext:
     datasets: DatasetStore
     chunk_rows: int
     worker_name: str
+    #: ``TEST_TRAINING_DELAY_SECONDS``: a pause after each chunk read, for tests only.
+    chunk_delay_seconds: float = 0.0
 
 
 def _progress_reporter(jobs: JobStore, job_id: str, obey_cancel: bool = True) -> Any:
@@ -59,6 +61,19 @@ def _progress_reporter(jobs: JobStore, job_id: str, obey_cancel: bool = True) ->
             raise TrainingCancelled("the job was cancelled")
 
     return report
+
+
+def _slowed(report: Any, seconds: float) -> Any:
+    """The test lever ``TEST_TRAINING_DELAY_SECONDS``: pause after each chunk's progress is
+    reported (so a cancel is still obeyed at every chunk), making a training last as long as
+    a test needs to watch, cancel, time out or kill it, however fast the machine is."""
+
+    def report_then_pause(progress: Progress) -> None:
+        report(progress)
+        if progress.stage == "reading" and progress.rows_read > 0:
+            time.sleep(seconds)
+
+    return report_then_pause
 
 
 def run_training_job(context: TrainingContext, job_id: str, parent_pid: int | None = None) -> None:
@@ -88,6 +103,8 @@ def run_training_job(context: TrainingContext, job_id: str, parent_pid: int | No
 def _train_and_commit(context: TrainingContext, job_id: str, params: dict[str, Any]) -> None:
     jobs = context.jobs
     report = _progress_reporter(jobs, job_id)
+    if context.chunk_delay_seconds > 0:
+        report = _slowed(report, context.chunk_delay_seconds)
     datasets = context.datasets
     if params["dataset"] == datasets.default_name:
         report(Progress("preparing", 0.0, 0))

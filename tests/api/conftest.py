@@ -8,6 +8,7 @@ that record what they were asked and can be told to fail like a broker or worker
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.queue.ports import PredictionResult
 from api.services import Services
+from shared import stores
 from shared.data.loader import decode_features
 from shared.data.store import DatasetStore
 from shared.errors import NoProductionModelError, PredictionUnavailableError
@@ -171,6 +173,27 @@ def make_api(
 @pytest.fixture
 def api(make_api: MakeApi) -> Api:
     return make_api()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused, as when Redis is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_real_redis(api: Api, url: str) -> Services:
+    """``api``'s services, but with the real Redis client (and the stores on it) at ``url``."""
+    settings = Settings(redis_url=url)
+    client = stores.redis_client(settings)
+    return Services(
+        **{
+            **vars(api.services),
+            "redis": client,
+            "jobs": stores.job_store(settings, client),
+            "presence": stores.worker_presence(settings, client),
+        }
+    )
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.jobs.records import JobStatus
@@ -154,6 +155,7 @@ def test_each_app_counts_its_own_requests(make_api: MakeApi) -> None:
     )
 
 
+@pytest.mark.external
 def test_promtool_accepts_the_exposition(api: Api, tmp_path: Path) -> None:
     """Every family populated (requests, errors, predictions, jobs, durations, queues)."""
     api.client.post("/predict", json={"records": [RECORD]})
@@ -168,6 +170,7 @@ def test_promtool_accepts_the_exposition(api: Api, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.external
 def test_promtool_rejects_a_malformed_exposition(tmp_path: Path) -> None:
     """The check can fail: a counter sample without its TYPE's suffix and a duplicate HELP."""
     bad = '# HELP x_total a\n# HELP x_total b\n# TYPE x_total counter\nx_total{a="1"} one\n'

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -10,29 +9,14 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.services import Services, build_services
-from shared import stores
+from api.services import build_services
 from shared.settings import Settings
-from tests.api.conftest import Api, assert_error
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.api.conftest import Api, assert_error, closed_port, with_real_redis
 
 
 def test_readyz_and_jobs_answer_quickly_with_nothing_on_the_redis_port(api: Api) -> None:
-    settings = Settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
-    client = stores.redis_client(settings)
-    services = Services(
-        **{
-            **vars(api.services),
-            "redis": client,
-            "jobs": stores.job_store(settings, client),
-            "presence": stores.worker_presence(settings, client),
-        }
-    )
+    services = with_real_redis(api, f"redis://127.0.0.1:{closed_port()}/0")
+    client = services.redis
     with TestClient(create_app(api.settings, services)) as http:
         started = time.monotonic()
         ready = http.get("/readyz")
@@ -48,7 +32,7 @@ def test_readyz_and_jobs_answer_quickly_with_nothing_on_the_redis_port(api: Api)
 def test_the_real_services_connect_to_nothing_until_used_and_fail_fast(tmp_path: Path) -> None:
     """build_services with the real Celery and Redis clients, and no Redis on the port."""
     settings = Settings(
-        redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+        redis_url=f"redis://127.0.0.1:{closed_port()}/0",
         models_dir=tmp_path / "models",
         data_dir=tmp_path / "data",
         predict_timeout_seconds=1.0,

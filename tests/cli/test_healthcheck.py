@@ -62,7 +62,8 @@ def test_node_names_expand_like_celery() -> None:
     assert healthcheck.node_name("training@%h") == f"training@{socket.gethostname()}"
 
 
-def test_the_worker_probe_needs_this_workers_own_heartbeat(
+@pytest.mark.integration
+def test_the_worker_probe_needs_this_workers_own_presence(
     settings_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     require_redis_server()

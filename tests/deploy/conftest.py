@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import refuse_without_services
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -37,6 +39,7 @@ def load_compose() -> dict[str, Any]:
 
 def require_tool(name: str, path: str | None, install: str) -> str:
     """The tool's path; without it, skip (fail when CI=true, where .ci/run installs it)."""
+    refuse_without_services(name, "external")
     if path is not None:
         return path
     message = f"{name} is not installed ({install})"

@@ -20,7 +20,7 @@ from tests.deploy.conftest import (
     load_compose,
 )
 
-pytestmark = pytest.mark.deploy
+pytestmark = [pytest.mark.deploy, pytest.mark.external]
 
 
 def compose_config(

@@ -29,7 +29,7 @@ from shared.settings import Settings
 from tests.deploy.conftest import APP_SERVICES, BIN, check_metrics, interpolate, load_compose
 from tests.integration.conftest import require_redis_server, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.deploy]
+pytestmark = [pytest.mark.integration, pytest.mark.deploy, pytest.mark.external]
 
 #: Fast presence announcements so readiness shows within a second; small default dataset.
 FAST_ENV = {
@@ -129,7 +129,10 @@ def http(compose_stack: ComposeStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
     """Every sample of a scrape, parsed by prometheus_client's own parser."""
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -138,9 +141,7 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(
-    scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float | None:
+def value(scrape: Samples, name: str, **labels: str) -> float | None:
     return scrape.get((name, frozenset(labels.items())))
 
 
@@ -208,6 +209,12 @@ def test_queue_depth_counted_the_waiting_message_and_then_its_consumption(
 def test_a_training_and_predictions_show_in_metrics_that_promtool_accepts(
     http: httpx.Client, tmp_path: Path
 ) -> None:
+    """Counted from a scrape taken first: the other tests of the module may train too."""
+    before = samples(http.get("/metrics").text)
+
+    def grew(scrape: Samples, name: str, **labels: str) -> float:
+        return (value(scrape, name, **labels) or 0) - (value(before, name, **labels) or 0)
+
     submitted = http.post("/train", json={}, headers={"X-Request-ID": "compose-train-1"})
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["job_id"]
@@ -227,11 +234,11 @@ def test_a_training_and_predictions_show_in_metrics_that_promtool_accepts(
     scrape = samples(text)
     version = job["result"]["version"]
     assert value(scrape, "rvt_redis_up") == 1
-    assert value(scrape, "rvt_jobs_finished_total", kind="training", status="succeeded") == 1
-    assert value(scrape, "rvt_training_duration_seconds_count", status="succeeded") == 1
-    assert value(scrape, "rvt_predictions_total", model_version=version) == 6
+    assert grew(scrape, "rvt_jobs_finished_total", kind="training", status="succeeded") == 1
+    assert grew(scrape, "rvt_training_duration_seconds_count", status="succeeded") == 1
+    assert grew(scrape, "rvt_predictions_total", model_version=version) == 6
     assert (
-        value(scrape, "rvt_http_requests_total", method="POST", route="/predict", status="200") == 3
+        grew(scrape, "rvt_http_requests_total", method="POST", route="/predict", status="200") == 3
     )
     assert value(
         scrape, "rvt_http_requests_total", method="GET", route="/jobs/{job_id}", status="200"

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from cli.stack import LocalStack
-from shared.data.synthetic import write_synthetic_csv
-from tests.integration.conftest import make_stack
+from tests.conftest import MakeDataset, refuse_without_services
+from tests.integration.conftest import SLOW_DATASET, SLOW_ENV, add_slow_dataset, make_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -46,13 +46,12 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-#: Big enough that a training takes seconds and reports progress many times (with CHUNK_ROWS
-#: small), small enough to write in about two seconds.
-BIG_DATASET = "big.csv"
-BIG_ROWS = 2_000_000
+#: A training on it reads for 10 s or more, reporting progress at every chunk, however fast the
+#: machine (the stack's TEST_TRAINING_DELAY_SECONDS, see tests/integration/conftest.py).
+BIG_DATASET = SLOW_DATASET
 #: The server asks for this key on every endpoint that changes state (reads stay open).
 API_KEY = "e2e-api-key"
-STACK_ENV = {"CHUNK_ROWS": "50000", "API_KEY": API_KEY}
+STACK_ENV = {**SLOW_ENV, "API_KEY": API_KEY}
 _FAILED_LOAD = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
 
 
@@ -123,6 +122,7 @@ def shot(page: Any, name: str, full_page: bool = False) -> Path:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
+    refuse_without_services("chromium", "e2e")
     path = shutil.which("chromium")
     if path is None:
         unavailable("Debian's chromium is not installed (apt-get install chromium)")
@@ -148,12 +148,25 @@ def browser(chromium_path: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A stack with a small default dataset and a big one, reading files in small chunks, that
-    needs an API key to change state."""
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, make_dataset: MakeDataset
+) -> Iterator[LocalStack]:
+    """A stack with a small default dataset and a slow one, that needs an API key to change
+    state. Shared by a module's tests, which assume nothing about what the others did to it."""
     running = make_stack(tmp_path_factory.mktemp("e2e"), env=STACK_ENV)
     try:
-        write_synthetic_csv(running.data_dir / BIG_DATASET, BIG_ROWS, seed=11)
+        add_slow_dataset(running, make_dataset)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def fresh_stack(tmp_path: Path, make_dataset: MakeDataset) -> Iterator[LocalStack]:
+    """A stack of the test's own, as :func:`stack` but with nothing trained and no job yet."""
+    running = make_stack(tmp_path, env=STACK_ENV)
+    try:
+        add_slow_dataset(running, make_dataset)
         yield running
     finally:
         running.stop()
@@ -183,10 +196,19 @@ def close_page(context: Any, page: Any) -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.fixture(scope="module")
+def load(page: Any) -> None:
+    """Open the dashboard and wait until its first reads are done."""
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+@pytest.fixture
 def page(browser: Any, stack: LocalStack) -> Iterator[Any]:
-    """One desktop tab the whole module works in, in order, like a person would (who entered
-    the API key already: asking for it has a test of its own)."""
+    """A desktop tab of the test's own, not yet on the page (the test loads it once the state
+    it needs is made), whose user entered the API key already (asking for it has a test of its
+    own)."""
     context, tab = open_page(browser, stack.base_url, "desktop", DESKTOP, api_key=API_KEY)
     yield tab
     close_page(context, tab)

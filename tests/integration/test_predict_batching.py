@@ -14,7 +14,6 @@ import pytest
 from cli.stack import LocalStack
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from shared.registry.versions import ModelRegistry
-from tests.integration.conftest import train_and_wait
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +27,8 @@ def random_records(rng: random.Random, n: int) -> list[dict[str, str]]:
 
 
 def test_concurrent_requests_each_get_their_own_answer(
-    stack: LocalStack, client: httpx.Client
+    stack: LocalStack, client: httpx.Client, production: str
 ) -> None:
-    assert train_and_wait(client)["status"] == "succeeded"
     sent: list[tuple[list[dict[str, str]], int, dict[str, Any]]] = []
     lock = threading.Lock()
 
@@ -52,20 +50,27 @@ def test_concurrent_requests_each_get_their_own_answer(
     assert {status for _, status, _ in sent} == {200}, [b for _, s, b in sent if s != 200][:3]
 
     registry = ModelRegistry(stack.models_dir)
-    model = registry.load(registry.production_version() or "")
+    assert registry.production_version() == production
+    model = registry.load(production)
     every = [record for records, _, _ in sent for record in records]
     frame = pd.DataFrame(every).reindex(columns=FEATURE_COLUMNS).fillna(MISSING)
     expected = iter(model.predict_proba(frame)[:, 1])
     for records, _, body in sent:
-        assert body["model_version"] == "v1"
+        assert body["model_version"] == production
         got = [p["probability"] for p in body["predictions"]]
         want = [next(expected) for _ in records]
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
 
 
-def test_the_prediction_worker_logs_no_line_per_task(stack: LocalStack) -> None:
+def test_the_prediction_worker_logs_no_line_per_task(
+    stack: LocalStack, client: httpx.Client, production: str
+) -> None:
     """Celery's per-task INFO lines ('received', 'succeeded') are off on prediction workers;
-    the training worker, at the same INFO level, still logs its tasks."""
+    the training worker, at the same INFO level, still logs its tasks (the fixture trained
+    unless a model was there, and either way a training of this stack made it)."""
+    for _ in range(5):
+        response = client.post("/predict", json={"records": random_records(random.Random(1), 2)})
+        assert response.status_code == 200, response.text
     prediction_log = stack.processes["worker-prediction"].log_tail(10_000)
     assert "rvt.predict[" not in prediction_log  # the banner lists the task, without an id
     assert "rvt.train[" in stack.processes["worker-training"].log_tail(10_000)

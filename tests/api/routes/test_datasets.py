@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from shared.data.store import UPLOAD_PREFIX
 from tests.api.conftest import DEFAULT_DATASET, Api, MakeApi, assert_error
 from tests.conftest import MakeDataset
 
@@ -183,8 +187,39 @@ def test_multipart_without_boundary_is_422(api: Api) -> None:
     assert_error(response, 422, "invalid_upload")
 
 
-def test_no_temp_file_is_left_outside_the_folder(api: Api, tmp_path: Path) -> None:
-    """Uploads are staged in the datasets folder, never next to it."""
+def test_an_upload_is_staged_inside_the_folder_and_nothing_is_left(
+    api: Api, tmp_path: Path
+) -> None:
+    """While the body streams in, its bytes are in a hidden file in the datasets folder (so
+    publishing is an atomic link); once it is refused, that file is gone and nothing was left
+    anywhere else. The app is called as ASGI, so the folder is looked at between the chunks
+    it reads."""
     before = set(tmp_path.rglob("*"))
-    api.client.post("/datasets", files={"file": ("bad.csv", b"a,b\n1,2\n")})
+    chunks = list(_chunks(_multipart(b"a,b\n" + b"1,2\n" * 20_000)))  # refused once read
+    staged: list[list[str]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        staged.append([p.name for p in api.data_dir.glob(f"{UPLOAD_PREFIX}*")])
+        if chunks:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+        await asyncio.sleep(60)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/datasets", "raw_path": b"/datasets", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+        "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())],
+    }  # fmt: skip
+    asyncio.run(asyncio.wait_for(api.client.app(scope, receive, send), timeout=30))
+    assert sent[0]["status"] == 422
+    assert json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["error"]["code"] == (
+        "invalid_dataset"
+    )
+    assert any(staged), "no staging file was seen in the datasets folder during the upload"
     assert set(tmp_path.rglob("*")) == before

@@ -125,7 +125,9 @@ def test_cancel_an_unknown_job_is_404(api: Api) -> None:
     assert_error(api.client.delete(f"/jobs/{uuid.uuid4().hex}"), 404, "job_not_found")
 
 
-def test_redis_outage_is_a_quick_503(api: Api) -> None:
+def test_redis_outage_is_503_redis_unavailable(api: Api) -> None:
+    """The error path, on fakeredis's simulated outage (how quick the answer is, is timed
+    against a real refused connection in tests/api/test_services.py)."""
     job_id = _submit(api)
     api.server.connected = False
     for response in (

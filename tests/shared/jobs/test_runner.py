@@ -3,13 +3,16 @@ into a failure (against fakeredis with Lua, and real files)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
 import pytest
 
 from shared.data.store import DatasetStore
+from shared.jobs import runner
 from shared.jobs.records import JobStatus
 from shared.jobs.runner import TrainingContext, run_training_job
 from shared.jobs.store import JobStore
@@ -85,3 +88,46 @@ def test_a_job_lost_before_its_commit_point_stays_failed(context: TrainingContex
     assert jobs.finish(job.job_id, JobStatus.SUCCEEDED, result={"version": "v9"}) is False
     assert jobs.get(job.job_id).error is not None
     assert jobs.get(job.job_id).result is None
+
+
+def test_the_test_delay_pauses_after_every_chunk_and_a_cancel_still_stops_it(
+    tmp_path: Path, make_dataset: MakeDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TEST_TRAINING_DELAY_SECONDS, the lever the integration tests slow trainings with: one
+    pause per chunk read, after its progress is reported, so a cancel is still obeyed at the
+    next chunk. The runner's clock is the test's: no real waiting, and no race."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    jobs = JobStore(client, prefix="test", lease_seconds=30)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cases.csv").write_bytes(make_dataset(20_000, 7).read_bytes())
+    context = TrainingContext(
+        jobs=jobs,
+        registry=ModelRegistry(tmp_path / "models"),
+        datasets=DatasetStore(data_dir, "cases.csv", 1000),
+        chunk_rows=2000,
+        worker_name="test-worker",
+        chunk_delay_seconds=0.5,
+    )
+    job, _ = jobs.create("training", PARAMS)
+    pauses: list[tuple[float, int]] = []
+    offset = 0.0
+
+    def sleep(seconds: float) -> None:
+        nonlocal offset
+        offset += seconds
+        pauses.append((seconds, jobs.get(job.job_id).rows_read))
+        if len(pauses) == 3:
+            jobs.request_cancel(job.job_id)
+
+    clock = SimpleNamespace(monotonic=lambda: time.monotonic() + offset, sleep=sleep)
+    monkeypatch.setattr(runner, "time", clock)
+
+    run_training_job(context, job.job_id)
+
+    assert [seconds for seconds, _ in pauses] == [0.5, 0.5, 0.5]  # chunks 1 to 3
+    assert [rows for _, rows in pauses][1:] == [4000, 6000]  # each chunk written, then paused
+    done = jobs.get(job.job_id)
+    # cancelled during the third pause, stopped on reporting the fourth chunk
+    assert done.status is JobStatus.CANCELLED and done.rows_read == 8000
+    assert context.registry.list_versions() == []

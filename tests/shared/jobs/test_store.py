@@ -21,9 +21,11 @@ import pytest
 import redis
 
 from shared.errors import IdempotencyConflictError, JobConflictError, JobNotFoundError
+from shared.jobs.metrics import DURATION_BUCKETS
 from shared.jobs.records import FINAL_STATUSES, Job, JobStatus
 from shared.jobs.store import MAX_LIST_LIMIT, JobStore
 from shared.presence import WorkerPresence
+from tests.integration.conftest import require_redis_server
 
 SHARED_REDIS_PORT = 6379
 
@@ -45,9 +47,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: floa
 @pytest.fixture(scope="module")
 def redis_server_port() -> Iterator[int]:
     """A private, throwaway redis-server: tests may do anything to it."""
+    require_redis_server()
     binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
+    assert binary is not None
     port = _free_port()
     assert port != SHARED_REDIS_PORT
     proc = subprocess.Popen(
@@ -78,7 +80,7 @@ def redis_server_port() -> Iterator[int]:
             proc.wait(timeout=5)
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.integration)])
 def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     if request.param == "fake":
         fake = fakeredis.FakeRedis(server=fakeredis.FakeServer())
@@ -526,18 +528,38 @@ def test_progress_is_monotonic_and_clamped(store: JobStore) -> None:
 # --- leases ----------------------------------------------------------------------------------
 
 
-def test_lost_worker_is_settled_as_failed(make_store: Callable[..., JobStore]) -> None:
+def expire_lease(store: JobStore, client: redis.Redis, job_id: str) -> None:
+    """What the lease's TTL does when its time is up, without waiting for it (the TTL itself is
+    checked by :func:`test_a_lease_expires_on_its_own`)."""
+    assert client.delete(store.lease_key(job_id)) == 1
+
+
+def test_a_lease_expires_on_its_own(
+    make_store: Callable[..., JobStore], client: redis.Redis
+) -> None:
     store = make_store(lease_seconds=0.3)
     job, _ = store.create("train", {})
     store.start(job.job_id, "w")
+    assert 0 < client.pttl(store.lease_key(job.job_id)) <= 300
+    # only waits for time to pass: a slow machine gets there sooner, relative to the checks
+    wait_for(lambda: store.get(job.job_id).status is JobStatus.FAILED)
+    assert client.exists(store.lease_key(job.job_id)) == 0
+
+
+def test_lost_worker_is_settled_as_failed(
+    make_store: Callable[..., JobStore], client: redis.Redis
+) -> None:
+    store = make_store(lease_seconds=30)
+    job, _ = store.create("train", {})
+    store.start(job.job_id, "w")
     assert store.get(job.job_id).status is JobStatus.RUNNING
-    wait_for(lambda: store.get(job.job_id).status is not JobStatus.RUNNING)
+    expire_lease(store, client, job.job_id)
     lost = store.get(job.job_id)
     assert lost.status is JobStatus.FAILED
     assert lost.finished_at is not None
     assert lost.error == {
         "code": "worker_lost",
-        "message": "the worker running this job stopped (its lease was not renewed for 0.3 s)",
+        "message": "the worker running this job stopped (its lease was not renewed for 30 s)",
     }
     # the worker, if it was only slow, learns it no longer owns the job
     assert store.renew_lease(job.job_id, "w") is False
@@ -548,13 +570,13 @@ def test_lost_worker_is_settled_as_failed(make_store: Callable[..., JobStore]) -
 
 
 def test_lost_worker_with_cancel_requested_is_cancelled(
-    make_store: Callable[..., JobStore],
+    make_store: Callable[..., JobStore], client: redis.Redis
 ) -> None:
-    store = make_store(lease_seconds=0.3)
+    store = make_store(lease_seconds=30)
     job, _ = store.create("train", {})
     store.start(job.job_id, "w")
     store.request_cancel(job.job_id)
-    wait_for(lambda: store.get(job.job_id).status is not JobStatus.RUNNING)
+    expire_lease(store, client, job.job_id)
     settled = store.get(job.job_id)
     assert settled.status is JobStatus.CANCELLED
     assert settled.error is not None and settled.error["code"] == "cancelled"
@@ -577,17 +599,18 @@ def test_lapsed_lease_is_settled_by_list_and_by_worker_calls(
 def test_heartbeat_keeps_the_lease(
     make_store: Callable[..., JobStore], client: redis.Redis
 ) -> None:
-    store = make_store(lease_seconds=0.5)  # beats every 0.05 s: a wide margin on a busy box
+    """A renewal puts the lease back to its full length (no race: the lease is 30 s, and its
+    remaining time is set, not waited for)."""
+    store = make_store(lease_seconds=30)
     job, _ = store.create("train", {})
     store.start(job.job_id, "w")
-    deadline = time.monotonic() + 0.7
-    while time.monotonic() < deadline:
-        assert store.renew_lease(job.job_id, "w")
-        assert store.get(job.job_id).status is JobStatus.RUNNING
-        time.sleep(0.05)
+    lease = store.lease_key(job.job_id)
+    client.pexpire(lease, 1_000)  # as if 29 s had gone by
     assert store.renew_lease(job.job_id, "intruder") is False
-    assert 0 < client.pttl(store.lease_key(job.job_id)) <= 500
-    wait_for(lambda: store.get(job.job_id).status is JobStatus.FAILED)
+    assert client.pttl(lease) <= 1_000
+    assert store.renew_lease(job.job_id, "w")
+    assert 1_000 < client.pttl(lease) <= 30_000
+    assert store.get(job.job_id).status is JobStatus.RUNNING
 
 
 # --- expiry of every key ---------------------------------------------------------------------
@@ -644,8 +667,21 @@ def test_writes_refresh_record_and_index_ttl(
 # --- worker heartbeats -----------------------------------------------------------------------
 
 
+def server_now(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + micros / 1_000_000
+
+
+def last_heard(
+    client: redis.Redis, beats: WorkerPresence, queue: str, worker: str, ago: float
+) -> None:
+    """Set when ``worker`` last announced itself to ``ago`` seconds before Redis's clock: a
+    worker silent for longer than the TTL, without waiting that long."""
+    client.zadd(beats.key(queue), {worker: server_now(client) - ago})
+
+
 def test_worker_heartbeats(client: redis.Redis, prefix: str) -> None:
-    beats = WorkerPresence(client, prefix=prefix, ttl_seconds=0.5)
+    beats = WorkerPresence(client, prefix=prefix, ttl_seconds=30)
     assert beats.alive("training") == []
     beats.announce("training", "w2")
     beats.announce("training", "w1")
@@ -654,25 +690,33 @@ def test_worker_heartbeats(client: redis.Redis, prefix: str) -> None:
     assert beats.alive("serving") == ["s1"]
     beats.leave("training", "w2")
     assert beats.alive("training") == ["w1"]
-    assert 0 < client.pttl(beats.key("training")) <= 500
+    assert 0 < client.pttl(beats.key("training")) <= 30_000
 
-    deadline = time.monotonic() + 0.7  # w1 keeps beating, s1 goes silent
-    while time.monotonic() < deadline:
-        beats.announce("training", "w1")
-        time.sleep(0.05)
+    last_heard(client, beats, "serving", "s1", ago=31)  # s1 went silent
+    last_heard(client, beats, "training", "w1", ago=31)
+    beats.announce("training", "w1")  # w1 is heard again
     assert beats.alive("training") == ["w1"]
     assert beats.alive("serving") == []
+    last_heard(client, beats, "training", "w1", ago=29)  # silent, but within the TTL
+    assert beats.alive("training") == ["w1"]
+
+
+def test_presence_expires_on_its_own(client: redis.Redis, prefix: str) -> None:
+    """The TTL itself, with real time: only waits for it to pass, so a slow machine gets there
+    sooner, relative to the checks."""
+    beats = WorkerPresence(client, prefix=prefix, ttl_seconds=0.3)
+    beats.announce("training", "w1")
     wait_for(lambda: beats.alive("training") == [])
     wait_for(lambda: client.exists(beats.key("training")) == 0)
 
 
 def test_worker_heartbeats_trim_stale_members(client: redis.Redis, prefix: str) -> None:
-    beats = WorkerPresence(client, prefix=prefix, ttl_seconds=0.3)
-    beats.announce("q", "old")
-    time.sleep(0.4)
+    beats = WorkerPresence(client, prefix=prefix, ttl_seconds=30)
+    last_heard(client, beats, "q", "old", ago=31)
+    last_heard(client, beats, "q", "quiet", ago=29)
     beats.announce("q", "new")
     members = {text(m) for m in client.zrange(beats.key("q"), 0, -1)}
-    assert members == {"new"}
+    assert members == {"new", "quiet"}
 
 
 # --- job metrics (recorded by the scripts that make a job final) -----------------------------
@@ -682,7 +726,9 @@ def finished(store: JobStore) -> dict[tuple[str, str], int]:
     return store.metrics().finished
 
 
-def test_every_way_a_job_ends_is_counted_once(make_store: Callable[..., JobStore]) -> None:
+def test_every_way_a_job_ends_is_counted_once(
+    make_store: Callable[..., JobStore], client: redis.Redis
+) -> None:
     store = make_store()
     succeeded = job_in(store, "succeeded")
     job_in(store, "failed")
@@ -691,9 +737,8 @@ def test_every_way_a_job_ends_is_counted_once(make_store: Callable[..., JobStore
     assert store.finish(running, JobStatus.CANCELLED)
     never_sent, _ = store.create("train", {"n": "unsent"})
     assert store.fail_queued(never_sent.job_id, {"code": "queue_unavailable", "message": "x"})
-    short_lease = make_store(lease_seconds=0.2)  # same prefix, so the same metrics
-    lost = job_in(short_lease, "running")  # its lease lapses: settled as failed by a reader
-    wait_for(lambda: store.get(lost).status is JobStatus.FAILED)
+    lost = job_in(store, "running")
+    expire_lease(store, client, lost)  # settled as failed by the next reader
     for _ in range(3):  # reading, listing, refused transitions: no double counting
         store.get(lost)
         store.list()
@@ -706,19 +751,24 @@ def test_every_way_a_job_ends_is_counted_once(make_store: Callable[..., JobStore
     }
 
 
-def test_durations_are_recorded_for_jobs_that_ran(store: JobStore) -> None:
+def test_durations_are_recorded_for_jobs_that_ran(store: JobStore, client: redis.Redis) -> None:
+    """The job is made to have started 40 s ago (by Redis's clock) rather than run that long:
+    its duration is then at least 40 s whatever the machine's speed, and each bucket must
+    agree with the duration recorded."""
     job, _ = store.create("train", {})
     store.start(job.job_id, "w")
-    time.sleep(0.3)
+    client.hset(store.job_key(job.job_id), "started_ts", f"{server_now(client) - 40:.6f}")
     assert store.finish(job.job_id, JobStatus.FAILED)
     job_in(store, "cancelled")  # never started: counted, but no duration
     durations = store.metrics().durations
     assert set(durations) == {("train", "failed")}
     histogram = durations[("train", "failed")]
-    assert histogram.count == 1 and 0.3 <= histogram.sum < 30
-    counts = [count for _, count in histogram.buckets]
-    assert counts == sorted(counts) and counts[-1] == 1  # cumulative
-    assert histogram.buckets[0] == (1, 1)  # 0.3 s is in the first bucket (<= 1 s)
+    assert histogram.count == 1 and histogram.sum >= 40
+    assert histogram.buckets == tuple(
+        (bound, int(histogram.sum <= bound)) for bound, _ in histogram.buckets
+    )
+    assert [bound for bound, _ in histogram.buckets] == list(DURATION_BUCKETS)
+    assert dict(histogram.buckets)[30] == 0 and dict(histogram.buckets)[3600] == 1
 
 
 def test_metrics_keys_expire_and_are_refreshed(

@@ -1,6 +1,7 @@
 import itertools
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ def test_a_request_in_flight_keeps_its_model(tmp_path: Path, make_dataset: MakeD
     holder = ProductionModel(registry, poll_seconds=0.005)
     holder.start()
     failures: list[BaseException] = []
-    seen: set[str] = set()
+    reads: Counter[str] = Counter()
     stop = threading.Event()
 
     def read() -> None:
@@ -127,7 +128,7 @@ def test_a_request_in_flight_keeps_its_model(tmp_path: Path, make_dataset: MakeD
             try:
                 model = holder.current()
                 model.predict_proba(codes)
-                seen.add(model.version)
+                reads[model.version] += 1
             except BaseException as exc:  # any failure at all is the bug
                 failures.append(exc)
 
@@ -135,14 +136,19 @@ def test_a_request_in_flight_keeps_its_model(tmp_path: Path, make_dataset: MakeD
     reader.start()
     try:
         for version in itertools.islice(itertools.cycle(["v1", "v2"]), 20):
+            before = reads[version]
             registry.promote(version)
-            time.sleep(0.02)
+            # the next swap waits for a read answered by this version: every swap is crossed
+            # by reads however slow the machine, and nothing races the poll interval
+            deadline = time.monotonic() + 10
+            while reads[version] == before and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert reads[version] > before, f"no read answered by {version} within 10 s"
     finally:
         stop.set()
         reader.join(10)
         holder.stop()
     assert failures == []
-    assert seen == {"v1", "v2"}
 
 
 def test_a_batch_is_scored_in_one_call_and_each_request_gets_its_rows(pipelines) -> None:
