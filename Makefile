@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format run demo clean bench
+.PHONY: install test test-fast lint format run demo clean bench soak
 
 install: $(STAMP)
 
@@ -57,3 +57,10 @@ bench: $(BENCH_STAMP)
 		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 		$$SUDO apt-get install -y -q wrk || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q wrk; }; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The soak (bench/soak.py): 10 minutes of mixed traffic against a stack of its own (loopback
+# only); fails if a process's RSS or descriptors, or Redis's memory or keys, grow after the
+# warm-up, or if a request fails. Writes bench/results/soak.json and soak.md.
+# `make soak SOAK_ARGS=--ci` is the 60-second variant the tests run (tests/soak/).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

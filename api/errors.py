@@ -9,6 +9,7 @@ are mapped here, so no endpoint formats an error itself.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import Scope
 
 from api.limits import BodyTooLargeError
@@ -143,8 +145,82 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request_id_of(request), 422, "validation_error", message, items)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+#: The order ``Allow`` lists methods in.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY")
+_PATH_PARAM = re.compile(r"\{([^{}]+)\}")
+
+
+def _documented_methods(openapi: dict[str, Any]) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each OpenAPI path as a regex (a path parameter matches what its pattern allows), with
+    the methods documented there."""
+    table = []
+    for template, operations in openapi.get("paths", {}).items():
+        patterns: dict[str, str] = {}
+        for operation in operations.values():
+            for parameter in operation.get("parameters", ()):
+                pattern = parameter.get("schema", {}).get("pattern")
+                if parameter.get("in") == "path" and pattern:
+                    patterns[parameter["name"]] = pattern.removeprefix("^").removesuffix("$")
+        regex, last = "", 0
+        for found in _PATH_PARAM.finditer(template):
+            regex += re.escape(template[last : found.start()])
+            regex += f"(?:{patterns.get(found.group(1), '[^/]+')})"
+            last = found.end()
+        regex += re.escape(template[last:])
+        table.append((re.compile(regex), {method.upper() for method in operations}))
+    return table
+
+
+def allowed_methods(request: Request, fallback: str | None = None) -> list[str]:
+    """What ``Allow`` says for the request's path: the methods OpenAPI documents for it (all
+    its operations, not only those of the route that happened to match first), else those in
+    ``fallback`` (an undocumented route's own ``Allow``); and ``OPTIONS``, always answered."""
+    table = getattr(request.app.state, "documented_methods", None)
+    if table is None:
+        table = _documented_methods(request.app.openapi())
+        request.app.state.documented_methods = table
+    path = request.scope["path"]
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    methods = {method for regex, declared in table if regex.fullmatch(path) for method in declared}
+    if not methods and fallback:
+        methods = {method.strip().upper() for method in fallback.split(",") if method.strip()}
+    methods.add("OPTIONS")
+    return sorted(methods, key=lambda m: _METHODS.index(m) if m in _METHODS else len(_METHODS))
+
+
+def _unparsable_body(exc: StarletteHTTPException) -> RequestValidationError | None:
+    """FastAPI answers a JSON body it cannot even decode (not UTF-8, nested past the parser's
+    limit) with a bare 400; it is the same client error as any invalid JSON: a 422."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, (UnicodeDecodeError, RecursionError)):
+        return None
+    reason = "the body is not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else str(cause)
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ("body",),
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": reason},
+            }
+        ]
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if (invalid := _unparsable_body(exc)) is not None:
+        return await _validation_error(request, invalid)
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route that matched the path only.
+        allow = ", ".join(allowed_methods(request, (exc.headers or {}).get("Allow")))
+        if request.method == "OPTIONS":  # the one method every path answers: with Allow
+            return Response(status_code=204, headers={"Allow": allow})
+        headers = {**(exc.headers or {}), "Allow": allow}
     try:
         phrase = HTTPStatus(exc.status_code).phrase
     except ValueError:
@@ -153,7 +229,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else phrase
     details = None if isinstance(exc.detail, str) else exc.detail
     return error_response(
-        request_id_of(request), exc.status_code, code, message, details, headers=exc.headers
+        request_id_of(request), exc.status_code, code, message, details, headers=headers
     )
 
 

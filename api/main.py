@@ -11,6 +11,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,8 +20,8 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import REQUEST_ID_HEADER, RequestIdMiddleware
-from api.routes import api_router
-from api.security import API_KEY_HEADER
+from api.routes import api_router, api_routes
+from api.security import API_KEY_HEADER, document_security
 from api.services import Services, build_services
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
@@ -34,8 +35,12 @@ a job to poll. Predictions are scored by workers that already hold the productio
 Every error has one shape: `{"error": {"code", "message", "details", "request_id"}}`.
 
 When the server sets `API_KEY`, the endpoints that change state need it, as
-`Authorization: Bearer <key>` or `X-API-Key: <key>` (see the security schemes). Prometheus
-metrics are at `/metrics`.
+`Authorization: Bearer <key>` or `X-API-Key: <key>`: this document then declares the security
+schemes, on exactly the operations that need the key (without a key, it declares none).
+Prometheus metrics are at `/metrics`.
+
+Operations link to each other (OpenAPI links): a training's answer to its job, a job to its
+cancel (`POST /jobs/{job_id}/cancel`), an upload to a training on it.
 """
 
 
@@ -45,6 +50,18 @@ def check_settings(settings: Settings) -> None:
         raise ValueError(
             "API_KEY_REQUIRED_FOR_READS is set but API_KEY is not: set API_KEY as well"
         )
+
+
+def install_openapi(app: FastAPI, settings: Settings) -> None:
+    """FastAPI's document, with the API key declared exactly where this server enforces it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_security(generate(), api_routes(), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -61,7 +78,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             app.state.services = build_services(settings)
         if settings.api_key_value is None:
             log.warning(
-                "API_KEY is not set: anyone who can reach this API can train, delete jobs, "
+                "API_KEY is not set: anyone who can reach this API can train, cancel jobs, "
                 "upload datasets and promote models"
             )
         current: Services = app.state.services
@@ -93,7 +110,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST"],
             allow_headers=[
                 "Authorization",
                 API_KEY_HEADER,
@@ -106,6 +123,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(api_router)
+    install_openapi(app, settings)
     return app
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from shared.jobs.records import JobStatus
@@ -15,13 +15,40 @@ from shared.model.training import SplitParams
 _MODEL_DEFAULTS = ModelParams()
 _SPLIT_DEFAULTS = SplitParams()
 MAX_RECORDS = 10_000
+#: The largest integer every JSON client reads exactly (a double's 53 bits): bounds beyond it
+#: would mean different numbers to different clients.
+MAX_JSON_INT = 2**53 - 1
+
+# What the server's stores accept, so the schema says exactly which strings are valid: a request
+# the schema allows is never refused for its form (tests/api/test_main.py ties each pattern to
+# the store's own check).
+#: A job id: ``uuid4().hex`` (:class:`shared.jobs.store.JobStore`).
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+#: A model version: ``v1``, ``v2``... without leading zeros (:mod:`shared.registry.versions`).
+VERSION_PATTERN = r"^v[1-9][0-9]*$"
+#: A dataset: a ``.csv`` file name of the datasets folder (:class:`shared.data.store.DatasetStore`).
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$"
+DATASET_NAME_MAX_LENGTH = 132
+
+
+def _integral(value: Any) -> Any:
+    """JSON has numbers, not ints and floats: ``5.0`` is the integer 5 (as JSON Schema says)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer as JSON Schema means it: ``5`` or ``5.0``, never ``"5"``, ``true`` or ``5.5``.
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class _Strict(BaseModel):
     """Request bodies refuse unknown fields: a typo such as ``"c"`` for ``"C"`` must not be
-    silently ignored and trained with the default."""
+    silently ignored and trained with the default. And they take exactly the JSON types the
+    schema names: no ``"5"`` for an integer, no ``0`` or ``"yes"`` for a boolean (an integer
+    is still a number)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -48,18 +75,23 @@ class TrainParams(_Strict):
         _MODEL_DEFAULTS.C, gt=0, allow_inf_nan=False, description="Inverse regularisation."
     )
     class_weight: Literal["balanced"] | None = Field(_MODEL_DEFAULTS.class_weight)
-    max_iter: int = Field(_MODEL_DEFAULTS.max_iter, ge=1, le=100_000)
+    max_iter: JsonInt = Field(_MODEL_DEFAULTS.max_iter, ge=1, le=100_000)
 
 
 class TrainRequest(_Strict):
     dataset: str | None = Field(
         None,
-        max_length=200,
-        description="A name from GET /datasets; default: the server's default dataset.",
+        min_length=5,
+        max_length=DATASET_NAME_MAX_LENGTH,
+        pattern=DATASET_NAME_PATTERN,
+        description=(
+            "A name from GET /datasets (422 `unknown_dataset` if no dataset has it); "
+            "default: the server's default dataset."
+        ),
     )
     params: TrainParams = Field(default_factory=TrainParams)
     test_size: float = Field(_SPLIT_DEFAULTS.test_size, gt=0, lt=1)
-    random_state: int = Field(_SPLIT_DEFAULTS.random_state, ge=0, le=2**63 - 1)
+    random_state: JsonInt = Field(_SPLIT_DEFAULTS.random_state, ge=0, le=MAX_JSON_INT)
     min_roc_auc: float | None = Field(
         None, ge=0, le=1, description="Quality gate; default: the server's MIN_ROC_AUC."
     )
@@ -67,7 +99,7 @@ class TrainRequest(_Strict):
 
 
 class TrainAccepted(BaseModel):
-    job_id: str
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
     status: JobStatus
     status_url: str = Field(description="Poll this (GET) for progress and the result.")
 
@@ -80,7 +112,7 @@ class JobError(BaseModel):
 
 
 class JobOut(BaseModel):
-    job_id: str
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
     kind: str
     status: JobStatus
     progress: float = Field(ge=0, le=1)
@@ -169,7 +201,7 @@ FIELD_CHOICES: dict[str, list[Any]] = {
 
 
 class DatasetOut(BaseModel):
-    name: str
+    name: str = Field(pattern=DATASET_NAME_PATTERN)
     size_bytes: int
     modified_at: datetime
 
@@ -179,14 +211,32 @@ class DatasetList(BaseModel):
     default: str = Field(description="Used by POST /train when the body names no dataset.")
 
 
+#: The smallest file POST /datasets accepts: the eight columns, and both outcomes.
+EXAMPLE_CSV = (
+    "current_status,sex,age_group,race_ethnicity_combined,hosp_yn,icu_yn,medcond_yn,death_yn\n"
+    'Laboratory-confirmed case,Male,80+ Years,"White, Non-Hispanic",Yes,Yes,Yes,Yes\n'
+    "Probable Case,Female,20 - 29 Years,Hispanic/Latino,No,No,No,No\n"
+)
+
+
 class DatasetUploadForm(BaseModel):
     """The multipart form of POST /datasets (documentation only: the body is streamed)."""
 
-    file: bytes = Field(description="A CDC case surveillance CSV file.")
+    file: bytes = Field(
+        description=(
+            "A CDC case surveillance CSV file, sent as a file part (with a filename). Whether "
+            "it is usable depends on its content (columns, values, both outcomes), which no "
+            "schema can say: 422 `invalid_dataset` if not."
+        ),
+        examples=[EXAMPLE_CSV],
+    )
 
 
 class DatasetSummaryOut(BaseModel):
-    name: str = Field(description="The name chosen by the server; use it in POST /train.")
+    name: str = Field(
+        pattern=DATASET_NAME_PATTERN,
+        description="The name chosen by the server; use it in POST /train.",
+    )
     rows: int
     labelled: int
     positives: int
@@ -225,8 +275,11 @@ class Gate(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
+Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
+
+
 class ModelSummary(BaseModel):
-    version: str
+    version: Version
     created_at: datetime | None = None
     dataset: DatasetRef | None = None
     rows: dict[str, int] | None = None
@@ -236,7 +289,7 @@ class ModelSummary(BaseModel):
 
 
 class ModelList(BaseModel):
-    production: str | None
+    production: Version | None
     versions: list[ModelSummary] = Field(description="Newest first.")
 
 
@@ -260,8 +313,8 @@ class PromoteRequest(_Strict):
 
 
 class ProductionOut(BaseModel):
-    production: str | None
-    history: list[str] = Field(description="Previous production versions, oldest first.")
+    production: Version | None
+    history: list[Version] = Field(description="Previous production versions, oldest first.")
 
 
 # --- health -----------------------------------------------------------------------------------

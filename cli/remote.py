@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.progress import Progress
@@ -151,9 +152,10 @@ def api_jobs(
 @api_app.command("cancel")
 @one_line_errors
 def api_cancel(job_id: str, url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
-    """Cancel a queued or running job."""
+    """Cancel a queued or running job (POST /jobs/{id}/cancel): a queued one ends at once, a
+    running one at its worker's next progress report."""
     with ApiClient(url, api_key) as client:
-        job = client.request("DELETE", f"/jobs/{job_id}")
+        job = client.request("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
     err.print(f"cancel requested; job is {job['status']}", highlight=False)
 
 

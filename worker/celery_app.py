@@ -18,6 +18,10 @@ __all__ = ["app", "create_celery"]
 def create_celery(settings: Settings) -> Celery:
     app = Celery("rvt", broker=settings.redis_url, include=["worker.tasks", "worker.lifecycle"])
     app.conf.update(celery_config(settings))
+    # Reconnect to a Redis that came back within a second, and never stop trying: the API
+    # sends work as soon as Redis answers (see worker.consumer).
+    app.conf.worker_consumer = "worker.consumer:Consumer"
+    app.conf.broker_connection_max_retries = None
     app.conf.rvt_training_soft_limit = settings.training_time_limit_seconds
     app.conf.rvt_training_hard_limit = hard_time_limit(settings)
     return app

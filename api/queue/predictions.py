@@ -9,14 +9,18 @@ the per-request work is a future and a deque append:
   for at most ``_GATHER_SECONDS``, whichever comes first. Under load, batches grow with the
   load instead of the task rate: this is what keeps the workers' and Redis's share of two
   cores small;
-- a batch is published as a Celery protocol-2 message pushed with one ``LPUSH`` straight onto
-  the prediction queue's Redis list (what kombu's Redis transport does for a direct publish),
-  over a lean RESP connection of the API's own (:mod:`api.queue.resp`). ``send_task`` costs about
+- a batch is published as a Celery protocol-2 message (built by Celery,
+  :mod:`api.queue.messages`) pushed with one ``LPUSH`` straight onto the prediction queue's
+  Redis list (what kombu's Redis transport does for a direct publish), over a lean RESP
+  connection of the API's own (:mod:`api.queue.resp`: measured faster than redis-py's asyncio
+  client on this path, and reading ``REDIS_URL`` through redis-py). ``send_task`` costs about
   a millisecond of CPU per call and blocks (kombu), so it needs a thread and caps the API
   near a quarter of its do-nothing throughput; trainings, rare and not latency-bound, still
   use ``send_task``;
 - replies come back over one Redis pub/sub subscription shared by every request of this
   process (not a subscription, nor a result key, per request), so nothing is stored in Redis;
+  when it is lost, the requests waiting on it fail at once, and so do new ones until it is
+  made again;
 - one timer per process, not one per request, fails requests that got no reply within the
   timeout with a clear 503: never a hang.
 """
@@ -39,14 +43,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api.queue.messages import task_message
+from api.queue.messages import message_builder
 from api.queue.ports import PredictionResult
-from api.queue.resp import RespConnection
+from api.queue.resp import RedisAddress, RespConnection, redis_address
 from shared.errors import NoProductionModelError, PredictionUnavailableError
 from shared.model.scoring import encode_codes
 from shared.presence import WorkerPresence
 from shared.queues import PREDICTION_QUEUE, start_hint
 from shared.settings import Settings
+from shared.stores import REDIS_CONNECT_TIMEOUT_SECONDS, REDIS_SOCKET_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,8 @@ _IN_FLIGHT_PER_WORKER = 2
 _GATHER_SECONDS = 0.002
 #: How often requests past their deadline are failed (the timeout's resolution).
 _REAP_SECONDS = 0.05
-#: Longest wait for a connection to Redis.
-_CONNECT_TIMEOUT_SECONDS = 1.0
+#: Longest wait for a usable connection: connected (TLS included), then AUTH and SELECT answered.
+_OPEN_SECONDS = REDIS_CONNECT_TIMEOUT_SECONDS + REDIS_SOCKET_TIMEOUT_SECONDS
 #: How often the reply subscription is checked with a PING (a half-open socket is noticed).
 _PING_SECONDS = 5.0
 _REDIS_DOWN = "Redis is unavailable: cannot reach the workers"
@@ -91,6 +96,8 @@ class RedisPredictionClient:
         self._timeout = settings.predict_timeout_seconds
         self._presence = presence
         self._redis_url = settings.redis_url
+        self._address: RedisAddress | None = None
+        self._message = message_builder(settings)
         self._publisher: RespConnection | None = None
         self._channel = f"{settings.redis_prefix}:replies:{uuid.uuid4().hex}"
         self._origin = f"rvt-api-{os.getpid()}@{socket.gethostname()}"
@@ -106,6 +113,8 @@ class RedisPredictionClient:
         self._wakeup: asyncio.Event | None = None
         self._slot_free: asyncio.Event | None = None
         self._subscribed: asyncio.Event | None = None
+        #: The subscription was lost, or could not be made: Redis is down until it is back.
+        self._redis_lost = False
         self._workers_seen_at = 0.0
         #: Batches and requests sent, for the benchmark and the tests.
         self.batches_sent = 0
@@ -118,6 +127,8 @@ class RedisPredictionClient:
         await self._ensure_workers()
         assert self._subscribed is not None and self._wakeup is not None
         if not self._subscribed.is_set():
+            if self._redis_lost:  # no second wait per request while Redis is down
+                raise PredictionUnavailableError(_REDIS_DOWN)
             try:
                 async with asyncio.timeout(min(self._timeout, 1.0)):
                     await self._subscribed.wait()
@@ -157,6 +168,13 @@ class RedisPredictionClient:
             asyncio.create_task(self._reap(), name="prediction-timeouts"),
         ]
 
+    async def _connect(self) -> RespConnection:
+        """A new connection; the URL is parsed (by redis-py) on first use, so that a bad one is
+        a logged 503, as an unreachable Redis is."""
+        if self._address is None:
+            self._address = redis_address(self._redis_url, REDIS_CONNECT_TIMEOUT_SECONDS)
+        return await RespConnection.open(self._address, _OPEN_SECONDS)
+
     async def _ensure_workers(self) -> None:
         """Fail fast with a clear message when no prediction worker is running."""
         now = time.monotonic()
@@ -179,9 +197,10 @@ class RedisPredictionClient:
         while True:
             connection = None
             try:
-                connection = await RespConnection.open(self._redis_url, _CONNECT_TIMEOUT_SECONDS)
-                async with asyncio.timeout(_CONNECT_TIMEOUT_SECONDS):
-                    await connection.subscribe(self._channel, self._deliver)
+                connection = await self._connect()
+                async with asyncio.timeout(REDIS_SOCKET_TIMEOUT_SECONDS):
+                    await connection.subscribe(self._channel, self._on_reply)
+                self._redis_lost = False
                 self._subscribed.set()
                 while True:  # until the connection drops, or stops answering PINGs
                     with contextlib.suppress(TimeoutError):
@@ -197,10 +216,17 @@ class RedisPredictionClient:
                 log.warning("prediction reply channel lost: %s", exc or type(exc).__name__)
             finally:
                 self._subscribed.clear()
+                self._redis_lost = True
                 self._fail_all("Redis connection lost while waiting for a prediction")
                 if connection is not None:
                     connection.close()
             await asyncio.sleep(0.2)
+
+    def _on_reply(self, data: bytes) -> None:
+        try:
+            self._deliver(data)
+        except (ValueError, KeyError, TypeError, IndexError):
+            log.exception("a malformed prediction reply was dropped")
 
     def _deliver(self, data: bytes) -> None:
         replies = orjson.loads(data)["replies"]
@@ -296,7 +322,7 @@ class RedisPredictionClient:
             pending.request_id = str(next(self._ids))
         key = batch[0].request_id
         self._in_flight[key] = _Batch(batch, batch[0].deadline)
-        message = task_message(
+        message = self._message(
             self._channel,
             [[p.request_id, p.encoded] for p in batch],
             self._timeout,
@@ -307,7 +333,7 @@ class RedisPredictionClient:
             publisher = self._publisher
             if publisher is None or not publisher.is_open:
                 self._publisher = None
-                publisher = await RespConnection.open(self._redis_url, _CONNECT_TIMEOUT_SECONDS)
+                publisher = await self._connect()
                 self._publisher = publisher
             pushed = publisher.send("LPUSH", PREDICTION_QUEUE, message)
         except asyncio.CancelledError:

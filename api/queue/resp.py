@@ -1,11 +1,15 @@
 """A lean asyncio Redis connection for the prediction hot path: RESP2 over one socket.
 
 The prediction client needs two things from Redis per batch: one ``LPUSH`` and one pub/sub
-message. redis-py's asyncio client spends about 60 microseconds of CPU on each (connection
-pool, retries, observability hooks, a general parser), several times the cost of the work
-itself; this connection writes the command bytes and parses the few reply types those two
-commands produce, in about a fifth of that. Everything else the API does with Redis still
-goes through redis-py.
+message. redis-py's asyncio client (with hiredis) costs measurably more per batch (connection
+pool, retries, observability hooks, a task per timed read): ``bench/ablation.py`` measured the
+API's ``/predict`` throughput with each, and by the project's rule (keep our own code only
+when it is more than 10% faster) this connection stayed. It writes the command bytes and
+parses the few reply types those two commands produce. Everything else the API does with Redis
+goes through redis-py, and so does the meaning of ``REDIS_URL`` here: :func:`redis_address`
+asks redis-py to parse it, so every form redis-py accepts (user and password, database,
+``rediss://`` with its ``ssl_*`` options, ``unix://``, ``client_name``...) means the same to
+this connection, TLS context included.
 
 One :class:`RespConnection` is either a command connection (replies are matched to commands
 in order) or a subscriber (after :meth:`RespConnection.subscribe`, every pushed message goes
@@ -20,10 +24,13 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
-__all__ = ["RespConnection", "RespError", "RespProtocolError", "redis_address"]
+from redis.asyncio.connection import ConnectionPool, SSLConnection, UnixDomainSocketConnection
+from redis.credentials import UsernamePasswordCredentialProvider
+
+__all__ = ["RedisAddress", "RespConnection", "RespError", "RespProtocolError", "redis_address"]
 
 
 class RespError(Exception):
@@ -106,26 +113,45 @@ class RespParser:
         raise RespProtocolError(f"unexpected RESP type byte {kind!r}")
 
 
-def redis_address(url: str) -> dict[str, Any]:
-    """Where and how to connect, from a ``redis://``, ``rediss://`` or ``unix://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
-    db = 0
-    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-    if parts.scheme == "unix":
-        db = int(query.get("db", 0))
-    elif parts.path.strip("/"):
-        db = int(parts.path.strip("/"))
-    return {
-        "host": parts.hostname or "localhost",
-        "port": parts.port or 6379,
-        "path": parts.path if parts.scheme == "unix" else None,
-        "tls": parts.scheme == "rediss",
-        "username": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password else None,
-        "db": db,
-    }
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where and how to connect, as redis-py understands a URL."""
+
+    host: str
+    port: int
+    #: the socket of a ``unix://`` URL (then host and port are unused)
+    path: str | None
+    #: a ``rediss://`` URL's context, built by redis-py from its ``ssl_*`` options
+    tls: ssl.SSLContext | None
+    #: the AUTH arguments: (), (password,) or (user, password)
+    credentials: tuple[str, ...]
+    db: int
+    client_name: str | None
+    connect_timeout: float | None
+
+
+def redis_address(url: str, connect_timeout: float | None = None) -> RedisAddress:
+    """Parse ``url`` with redis-py (``ConnectionPool.from_url``): the connection it would make,
+    read but never opened. ``connect_timeout`` applies unless the URL sets its own."""
+    options = {} if connect_timeout is None else {"socket_connect_timeout": connect_timeout}
+    conn = ConnectionPool.from_url(url, **options).make_connection()
+    credentials: tuple[str, ...] = ()
+    if conn.credential_provider is not None or conn.username or conn.password:
+        provider = conn.credential_provider or UsernamePasswordCredentialProvider(
+            conn.username, conn.password
+        )
+        credentials = tuple(provider.get_credentials())
+    is_unix = isinstance(conn, UnixDomainSocketConnection)
+    return RedisAddress(
+        host="" if is_unix else str(getattr(conn, "host", "localhost")),
+        port=0 if is_unix else int(getattr(conn, "port", 6379)),
+        path=conn.path if is_unix else None,
+        tls=conn.ssl_context.get() if isinstance(conn, SSLConnection) else None,
+        credentials=credentials,
+        db=int(conn.db or 0),
+        client_name=conn.client_name or None,
+        connect_timeout=conn.socket_connect_timeout,
+    )
 
 
 class RespConnection(asyncio.Protocol):
@@ -141,25 +167,25 @@ class RespConnection(asyncio.Protocol):
     # -- set-up -------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, url: str, timeout: float = 1.0) -> RespConnection:
-        address = redis_address(url)
+    async def open(cls, address: RedisAddress, timeout: float = 1.0) -> RespConnection:
+        """Connect (within the address's connect timeout), then AUTH, SELECT and name the
+        connection as redis-py would, all within ``timeout``."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            if address["path"]:
-                _, conn = await loop.create_unix_connection(cls, address["path"])
-            else:
-                context = ssl.create_default_context() if address["tls"] else None
-                _, conn = await loop.create_connection(
-                    cls, address["host"], address["port"], ssl=context
-                )
+            async with asyncio.timeout(address.connect_timeout):
+                if address.path is not None:
+                    _, conn = await loop.create_unix_connection(cls, address.path)
+                else:
+                    _, conn = await loop.create_connection(
+                        cls, address.host, address.port, ssl=address.tls
+                    )
             try:
-                if address["password"] is not None:
-                    credentials = [address["password"]]
-                    if address["username"]:
-                        credentials.insert(0, address["username"])
-                    await conn.command("AUTH", *credentials)
-                if address["db"]:
-                    await conn.command("SELECT", address["db"])
+                if address.credentials:
+                    await conn.command("AUTH", *address.credentials)
+                if address.db:
+                    await conn.command("SELECT", address.db)
+                if address.client_name:
+                    await conn.command("CLIENT", "SETNAME", address.client_name)
             except BaseException:
                 conn.close()
                 raise

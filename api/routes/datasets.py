@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import DatasetStoreDep, SettingsDep
 from api.errors import error_responses
 from api.limits import own_body_limit
+from api.routes.params import link
 from api.schemas import DatasetList, DatasetOut, DatasetSummaryOut, DatasetUploadForm
 from api.security import ReadAccess, WriteAccess
 from api.uploads import BlockingUploadReader, MultipartFileStream
@@ -24,7 +26,25 @@ _UPLOAD_BODY = {
 }
 
 
-@router.get("", response_model=DatasetList, summary="Datasets available for training")
+def train_on(expression: str) -> dict[str, Any]:
+    return {
+        "TrainOnDataset": link(
+            "/train", "post", "Train on this dataset.", request_body={"dataset": expression}
+        )
+    }
+
+
+@router.get(
+    "",
+    response_model=DatasetList,
+    responses={
+        200: {
+            "description": "The datasets, and the default one.",
+            "links": train_on("$response.body#/default"),
+        }
+    },
+    summary="Datasets available for training",
+)
 def list_datasets(datasets: DatasetStoreDep, settings: SettingsDep) -> DatasetList:
     return DatasetList(
         datasets=[
@@ -40,7 +60,13 @@ def list_datasets(datasets: DatasetStoreDep, settings: SettingsDep) -> DatasetLi
     dependencies=[WriteAccess],
     status_code=201,
     response_model=DatasetSummaryOut,
-    responses=error_responses(401, 413, 415, 422),
+    responses={
+        201: {
+            "description": "Stored: `name` is what POST /train takes.",
+            "links": train_on("$response.body#/name"),
+        },
+        **error_responses(413, 415, 422),
+    },
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a CDC case CSV",
 )
@@ -48,8 +74,10 @@ def list_datasets(datasets: DatasetStoreDep, settings: SettingsDep) -> DatasetLi
 async def upload_dataset(
     request: Request, datasets: DatasetStoreDep, settings: SettingsDep
 ) -> DatasetSummaryOut:
-    """Multipart, field ``file``. Stored under a name the server chooses (the answer gives it),
-    only if the loader accepts the file; a bad file is a 422 with the loader's message.
+    """Multipart, field ``file`` (a file part: with a filename). Stored under a name the server
+    chooses (the answer gives it), only if the loader accepts the file. Whether it does depends on
+    the file's content, which the schema cannot describe: a file that is not a usable CDC case
+    CSV is a 422 ``invalid_dataset`` with the loader's message.
 
     ``async`` only to read the body as it arrives (see :mod:`api.uploads`); the copy and the
     validation run in the threadpool.

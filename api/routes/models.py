@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from starlette.exceptions import HTTPException
 
 from api.deps import RegistryDep
 from api.errors import error_responses
+from api.routes.params import VersionPath, link
 from api.schemas import (
     ModelList,
     ModelMetadata,
@@ -20,6 +22,18 @@ from shared.model.evaluation import KEY_METRICS
 from shared.registry.versions import ModelVersion, ProductionState
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
+
+MODEL_PATH = "/models/{version}"
+PROMOTE_PATH = "/models/{version}/promote"
+
+
+def version_links(expression: str, promote: bool = True) -> dict[str, Any]:
+    """Links to the version ``expression`` evaluates to."""
+    version = {"version": expression}
+    links = {"ShowModel": link(MODEL_PATH, "get", "The version's metadata.", version)}
+    if promote:
+        links["PromoteModel"] = link(PROMOTE_PATH, "post", "Serve this version.", version)
+    return links
 
 
 def _dict(value: Any) -> dict[str, Any] | None:
@@ -47,7 +61,17 @@ def _production(state: ProductionState) -> ProductionOut:
     return ProductionOut(production=state.version, history=state.history)
 
 
-@router.get("", response_model=ModelList, summary="Every version, newest first")
+@router.get(
+    "",
+    response_model=ModelList,
+    responses={
+        200: {
+            "description": "Every version, newest first.",
+            "links": version_links("$response.body#/versions/0/version"),
+        }
+    },
+    summary="Every version, newest first",
+)
 def list_models(registry: RegistryDep) -> ModelList:
     production = registry.production_version()
     versions = [_summary(info, production) for info in reversed(registry.list_versions())]
@@ -58,11 +82,25 @@ def list_models(registry: RegistryDep) -> ModelList:
     "/rollback",
     dependencies=[WriteAccess],
     response_model=ProductionOut,
-    responses=error_responses(401, 409),
+    responses={
+        200: {
+            "description": "The new production state.",
+            "links": version_links("$response.body#/production", promote=False),
+        },
+        **error_responses(409),
+    },
     summary="Serve the previous production version again",
 )
 def rollback(registry: RegistryDep) -> ProductionOut:
     return _production(registry.rollback())
+
+
+@router.get("/rollback", include_in_schema=False)
+async def rollback_takes_post_only() -> None:
+    """Without it, ``GET /models/rollback`` would be ``GET /models/{version}`` for a version
+    named "rollback" (a 404): this path is the rollback, which takes ``POST`` only (405, and its
+    ``Allow``, as for any other method)."""
+    raise HTTPException(405)
 
 
 @router.get(
@@ -72,7 +110,7 @@ def rollback(registry: RegistryDep) -> ProductionOut:
     responses=error_responses(404, 422),
     summary="A version's full metadata",
 )
-def show_model(version: str, registry: RegistryDep) -> ModelMetadata:
+def show_model(version: VersionPath, registry: RegistryDep) -> ModelMetadata:
     """The metadata.json as saved, group metrics included."""
     return ModelMetadata.model_validate(registry.get(version).metadata)
 
@@ -81,11 +119,17 @@ def show_model(version: str, registry: RegistryDep) -> ModelMetadata:
     "/{version}/promote",
     dependencies=[WriteAccess],
     response_model=ProductionOut,
-    responses=error_responses(401, 404, 409, 422),
+    responses={
+        200: {
+            "description": "The new production state.",
+            "links": version_links("$response.body#/production", promote=False),
+        },
+        **error_responses(404, 409, 422),
+    },
     summary="Make a version the production one",
 )
 def promote(
-    version: str,
+    version: VersionPath,
     registry: RegistryDep,
     body: Annotated[PromoteRequest | None, Body()] = None,
 ) -> ProductionOut:

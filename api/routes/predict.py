@@ -34,7 +34,7 @@ from starlette.types import Scope
 from api.deps import get_services
 from api.errors import error_responses
 from api.schemas import MAX_RECORDS, CaseRecord, PredictRequest, PredictResponse
-from api.security import require_read_key
+from api.security import checks_read_key, require_read_key
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from shared.model.evaluation import THRESHOLD
 
@@ -215,6 +215,7 @@ def _answer(model_version: str, probabilities: list[float]) -> bytes:
     summary="P(death_yn = Yes) for case records",
     openapi_extra=_OPENAPI_BODY,
 )
+@checks_read_key
 async def predict(request: Request) -> Response:
     """Scored by a prediction worker that holds the production model in memory; 503 when no
     model is promoted yet (train one first) or no worker answers in time.

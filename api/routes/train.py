@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, Request, Response
 from api.deps import DatasetStoreDep, JobStoreDep, SettingsDep, TrainingQueueDep
 from api.errors import error_responses
 from api.queue.ports import QueueUnavailableError
+from api.routes.jobs import job_links
 from api.schemas import TrainAccepted, TrainRequest
 from api.security import WriteAccess
 from shared.data.store import DatasetStore
@@ -65,8 +66,9 @@ def _fail_unsubmitted(jobs: JobStore, job_id: str, idempotency_key: str | None) 
             "headers": {
                 "Location": {"description": "The job's URL.", "schema": {"type": "string"}}
             },
+            "links": job_links("$response.body#/job_id"),
         },
-        **error_responses(401, 413, 422, 503),
+        **error_responses(413, 422, 503),
     },
     summary="Start a training job",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -51,7 +52,52 @@ def test_an_unknown_route_is_404_in_the_shape(api: Api) -> None:
 def test_a_wrong_method_is_405_in_the_shape(api: Api) -> None:
     response = api.client.put("/train")
     assert_error(response, 405, "method_not_allowed")
-    assert "POST" in response.headers["allow"]
+    assert response.headers["allow"] == "POST, OPTIONS"
+
+
+def documented_methods(spec: dict[str, Any], path: str) -> set[str]:
+    return {method.upper() for method in spec["paths"][path]}
+
+
+def test_allow_lists_every_documented_method_of_the_path(api: Api) -> None:
+    """Not only those of the route that happened to match first (``/datasets`` has a GET and a
+    POST route: a PUT used to be told ``Allow: GET``), whatever the method asked."""
+    spec = api.client.get("/openapi.json").json()
+    concrete = {"{job_id}": "0" * 32, "{version}": "v1"}
+    for path in spec["paths"]:
+        url = path
+        for template, value in concrete.items():
+            url = url.replace(template, value)
+        expected = documented_methods(spec, path) | {"OPTIONS"}
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - expected:
+            response = api.client.request(method, url)
+            assert_error(response, 405, "method_not_allowed")
+            assert set(response.headers["allow"].split(", ")) == expected, (method, path)
+
+
+def test_options_answers_204_with_the_same_allow(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for path, url in (
+        ("/datasets", "/datasets"),
+        ("/jobs/{job_id}", f"/jobs/{'0' * 32}"),
+        ("/jobs/{job_id}/cancel", f"/jobs/{'0' * 32}/cancel"),
+        ("/models/rollback", "/models/rollback"),
+        ("/models/{version}", "/models/v1"),
+    ):
+        response = api.client.options(url)
+        assert response.status_code == 204, (url, response.text)
+        assert response.content == b""
+        allowed = set(response.headers["allow"].split(", "))
+        assert allowed == documented_methods(spec, path) | {"OPTIONS"}, url
+        assert response.headers["x-request-id"]
+
+
+def test_the_rollback_path_is_not_a_version(api: Api) -> None:
+    """``/models/{version}`` would match ``/models/rollback``: GET there is the rollback
+    resource's 405, not a lookup of a version named "rollback"."""
+    response = api.client.get("/models/rollback")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST, OPTIONS"
 
 
 def test_an_unexpected_exception_is_a_500_without_internals(
@@ -77,23 +123,30 @@ def test_a_missing_lifespan_is_a_clear_500_not_a_crash() -> None:
     assert_error(response, 500, "internal_error")
 
 
-def test_openapi_documents_every_error_with_the_shape(api: Api) -> None:
+@pytest.mark.parametrize("key", [None, "k"])
+def test_openapi_documents_every_error_with_the_shape(make_api: MakeApi, key: str | None) -> None:
+    """401 only where a key is asked for: only when the server has one (tests/api/test_security
+    checks where)."""
+    api = make_api(api_key=key)
     spec = api.client.get("/openapi.json").json()
+    unauthorized = {"401"} if key else set()
     expected = {
-        ("/train", "post"): {"202", "401", "413", "422", "503", "500"},
+        ("/train", "post"): {"202", "413", "422", "503", "500", *unauthorized},
         ("/jobs", "get"): {"200", "422", "503", "500"},
         ("/jobs/{job_id}", "get"): {"200", "404", "422", "503", "500"},
-        ("/jobs/{job_id}", "delete"): {"202", "401", "404", "409", "422", "503", "500"},
+        ("/jobs/{job_id}/cancel", "post"): {"202", "404", "409", "422", "503", "500"}
+        | unauthorized,
         ("/predict", "post"): {"200", "413", "422", "503", "500"},
         ("/datasets", "get"): {"200", "500"},
-        ("/datasets", "post"): {"201", "401", "413", "415", "422", "500"},
+        ("/datasets", "post"): {"201", "413", "415", "422", "500", *unauthorized},
         ("/models", "get"): {"200", "500"},
         ("/models/{version}", "get"): {"200", "404", "422", "500"},
-        ("/models/{version}/promote", "post"): {"200", "401", "404", "409", "422", "500"},
-        ("/models/rollback", "post"): {"200", "401", "409", "500"},
+        ("/models/{version}/promote", "post"): {"200", "404", "409", "422", "500"} | unauthorized,
+        ("/models/rollback", "post"): {"200", "409", "500", *unauthorized},
         ("/healthz", "get"): {"200", "500"},
         ("/readyz", "get"): {"200", "503", "500"},
     }
+    assert set(spec["paths"]["/jobs/{job_id}"]) == {"get"}  # a cancel is not a DELETE
     for (path, method), statuses in expected.items():
         responses = spec["paths"][path][method]["responses"]
         assert set(responses) == statuses, (path, method)
@@ -104,3 +157,48 @@ def test_openapi_documents_every_error_with_the_shape(api: Api) -> None:
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     upload = spec["paths"]["/datasets"]["post"]["requestBody"]["content"]
     assert upload["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
+
+
+def test_openapi_links_chain_the_operations(api: Api) -> None:
+    """What clients (and the fuzzer's stateful phase) follow: train -> job -> cancel,
+    upload -> train, list -> item."""
+    spec = api.client.get("/openapi.json").json()
+    paths = spec["paths"]
+
+    def links(path: str, method: str, status: str) -> dict[str, Any]:
+        return dict(paths[path][method]["responses"][status]["links"])
+
+    train = links("/train", "post", "202")
+    assert train["GetJob"]["operationRef"] == "#/paths/~1jobs~1{job_id}/get"
+    assert train["CancelJob"]["operationRef"] == "#/paths/~1jobs~1{job_id}~1cancel/post"
+    assert train["CancelJob"]["parameters"] == {"job_id": "$response.body#/job_id"}
+    upload = links("/datasets", "post", "201")["TrainOnDataset"]
+    assert upload["operationRef"] == "#/paths/~1train/post"
+    assert upload["requestBody"] == {"dataset": "$response.body#/name"}
+    assert "CancelJob" in links("/jobs/{job_id}/cancel", "post", "202")
+    assert "PromoteModel" in links("/models", "get", "200")
+    for operations in paths.values():
+        for operation in operations.values():
+            for response in operation["responses"].values():
+                for found in response.get("links", {}).values():
+                    target, method = found["operationRef"].removeprefix("#/paths/").rsplit("/", 1)
+                    target = target.replace("~1", "/").replace("~0", "~")
+                    assert method in paths[target], found
+
+
+def test_openapi_patterns_are_those_of_the_stores(api: Api) -> None:
+    """The schema says which ids and names are valid: exactly the strings the stores accept."""
+    from shared.data import store as datasets
+    from shared.jobs import store as jobs
+    from shared.registry import versions
+
+    spec = api.client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    dataset = schemas["TrainRequest"]["properties"]["dataset"]["anyOf"][0]
+    assert dataset["pattern"] == datasets._NAME.pattern
+    job_id = spec["paths"]["/jobs/{job_id}"]["get"]["parameters"][0]["schema"]
+    assert job_id["pattern"] == jobs._ID_RE.pattern
+    version = spec["paths"]["/models/{version}"]["get"]["parameters"][0]["schema"]
+    assert version["pattern"] == f"^{versions._VERSION_RE.pattern}$".replace("(", "").replace(
+        ")", ""
+    )

@@ -21,7 +21,7 @@ CSV = b"age_group,sex,death_yn\n80+ Years,Male,Yes\n"
 def writes() -> list[tuple[str, str, dict[str, Any]]]:
     return [
         ("POST", "/train", {"json": {}}),
-        ("DELETE", f"/jobs/{uuid.uuid4().hex}", {}),
+        ("POST", f"/jobs/{uuid.uuid4().hex}/cancel", {}),
         ("POST", "/datasets", {"files": {"file": ("cases.csv", CSV, "text/csv")}}),
         ("POST", "/models/v1/promote", {}),
         ("POST", "/models/rollback", {}),
@@ -151,8 +151,52 @@ def test_the_key_never_shows_in_settings_output() -> None:
     assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
 
 
-def test_openapi_shows_the_security_schemes_on_the_writes(api: Api) -> None:
+WRITE_OPERATIONS = {
+    ("/train", "post"),
+    ("/jobs/{job_id}/cancel", "post"),
+    ("/datasets", "post"),
+    ("/models/{version}/promote", "post"),
+    ("/models/rollback", "post"),
+}
+READ_OPERATIONS = {
+    ("/jobs", "get"),
+    ("/jobs/{job_id}", "get"),
+    ("/datasets", "get"),
+    ("/models", "get"),
+    ("/models/{version}", "get"),
+    ("/predict", "post"),
+    ("/metrics", "get"),
+}
+
+
+def secured_operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security")
+    }
+
+
+def with_401(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if "401" in operation["responses"]
+    }
+
+
+def test_without_a_key_openapi_declares_no_security_and_no_401(api: Api) -> None:
+    """Nothing asks for a key, so no client should expect a 401 (issue #10)."""
     spec = api.client.get("/openapi.json").json()
+    assert "securitySchemes" not in spec.get("components", {})
+    assert secured_operations(spec) == set()
+    assert with_401(spec) == set()
+
+
+def test_with_a_key_openapi_shows_the_security_schemes_on_the_writes(keyed: Api) -> None:
+    spec = keyed.client.get("/openapi.json").json()
     schemes = spec["components"]["securitySchemes"]
     assert schemes["BearerApiKey"] == {
         **schemes["BearerApiKey"],
@@ -163,20 +207,36 @@ def test_openapi_shows_the_security_schemes_on_the_writes(api: Api) -> None:
     assert (
         schemes["ApiKeyHeader"]["in"] == "header" and schemes["ApiKeyHeader"]["name"] == "X-API-Key"
     )
-    secured = {
-        (path, method)
-        for path, operations in spec["paths"].items()
-        for method, operation in operations.items()
-        if operation.get("security")
-    }
-    assert secured == {
-        ("/train", "post"),
-        ("/jobs/{job_id}", "delete"),
-        ("/datasets", "post"),
-        ("/models/{version}/promote", "post"),
-        ("/models/rollback", "post"),
-    }
-    for path, method in secured:
-        assert {"BearerApiKey", "ApiKeyHeader"} <= {
-            name for requirement in spec["paths"][path][method]["security"] for name in requirement
-        }
+    assert secured_operations(spec) == WRITE_OPERATIONS
+    assert with_401(spec) == WRITE_OPERATIONS
+    for path, method in WRITE_OPERATIONS:
+        operation = spec["paths"][path][method]
+        # either scheme will do: two alternatives, one scheme each
+        assert operation["security"] == [{"BearerApiKey": []}, {"ApiKeyHeader": []}]
+        unauthorized = operation["responses"]["401"]
+        assert unauthorized["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/ErrorResponse"
+        )
+        assert "WWW-Authenticate" in unauthorized["headers"]
+
+
+def test_with_reads_closed_openapi_secures_the_reads_too(make_api: MakeApi) -> None:
+    api = make_api(api_key=KEY, api_key_required_for_reads=True)
+    spec = api.client.get("/openapi.json").json()
+    assert secured_operations(spec) == WRITE_OPERATIONS | READ_OPERATIONS
+    assert with_401(spec) == WRITE_OPERATIONS | READ_OPERATIONS
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_openapi_security_matches_what_the_server_enforces(make_api: MakeApi, closed: bool) -> None:
+    """Every documented operation, called without the key: 401 exactly where OpenAPI says."""
+    api = make_api(api_key=KEY, api_key_required_for_reads=closed)
+    spec = api.client.get("/openapi.json").json()
+    job_id, version = "0" * 32, "v1"
+    refused = set()
+    for path, operations in spec["paths"].items():
+        url = path.replace("{job_id}", job_id).replace("{version}", version)
+        for method in operations:
+            if api.client.request(method.upper(), url).status_code == 401:
+                refused.add((path, method))
+    assert refused == secured_operations(spec)

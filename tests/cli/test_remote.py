@@ -101,6 +101,23 @@ def test_train_stops_watching_after_its_timeout(
     assert "rvt api jobs" in last and "rvt api cancel j-never" in last
 
 
+def test_cancel_posts_to_the_jobs_cancel_action(
+    serve: Callable[[Route], str], tmp_path: Path
+) -> None:
+    """A cancel is an action on the job (POST /jobs/{id}/cancel), not a DELETE of it."""
+    seen: list[tuple[str, str]] = []
+
+    def cancelled(method: str, path: str) -> tuple[int, str, bytes]:
+        seen.append((method, path))
+        body = {"job_id": "a" * 32, "status": "cancelled", "progress": 0.0}
+        return 202, "application/json", json.dumps(body).encode()
+
+    result = rvt("api", "cancel", "a" * 32, url=serve(cancelled), workdir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert seen == [("POST", f"/jobs/{'a' * 32}/cancel")]
+    assert "cancel requested; job is cancelled" in result.stderr
+
+
 def test_the_default_timeout_is_derived_from_the_settings() -> None:
     limit = Settings(training_time_limit_seconds=100, job_lease_seconds=5)
     assert default_wait_seconds(limit) == 100 + 60 + 5

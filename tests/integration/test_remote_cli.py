@@ -191,7 +191,7 @@ def test_train_stops_watching_a_job_that_never_ends(
     assert job_id in last and "still queued" in last and "rvt api jobs" in last
     # giving up watching is not cancelling: the job is still there, still queued
     assert admin.get(f"/jobs/{job_id}").json()["status"] == "queued"
-    admin.delete(f"/jobs/{job_id}")
+    admin.post(f"/jobs/{job_id}/cancel")
 
 
 def test_demo_uploads_its_dataset_to_the_server_once(
@@ -208,7 +208,7 @@ def test_demo_uploads_its_dataset_to_the_server_once(
         )  # fmt: skip
         assert result.returncode == 3, (result.stdout, result.stderr)
         assert_key_not_shown(result)
-        admin.delete(f"/jobs/{queued_job_id(result.stderr)}")
+        admin.post(f"/jobs/{queued_job_id(result.stderr)}/cancel")
     added = {d["name"] for d in admin.get("/datasets").json()["datasets"]} - before
     assert len(added) == 1, added
     (name,) = added

@@ -146,7 +146,7 @@ def test_cancel_a_running_training(stack: LocalStack, client: httpx.Client) -> N
     job_id = client.post("/train", json={"dataset": SLOW_DATASET}).json()["job_id"]
     seen = wait_for_stage(client, job_id, "reading")
     assert 0 < seen["progress"] < 1
-    cancel = client.delete(f"/jobs/{job_id}")
+    cancel = client.post(f"/jobs/{job_id}/cancel")
     assert cancel.status_code == 202, cancel.text
     final = wait_until(
         lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] != "running" and j,
@@ -156,7 +156,7 @@ def test_cancel_a_running_training(stack: LocalStack, client: httpx.Client) -> N
     assert final["status"] == "cancelled", final
     assert len(client.get("/models").json()["versions"]) == versions_before
     # a second cancel is a conflict: the job already ended
-    assert client.delete(f"/jobs/{job_id}").status_code == 409
+    assert client.post(f"/jobs/{job_id}/cancel").status_code == 409
     staging = stack.models_dir / ".staging"
     assert not staging.exists() or not any(staging.iterdir())
 
@@ -173,10 +173,10 @@ def test_a_cancelled_queued_job_is_revoked_and_never_runs(
     wait_for_stage(client, busy, "reading")
     queued = client.post("/train", json={}).json()["job_id"]
     assert client.get(f"/jobs/{queued}").json()["status"] == "queued"
-    cancel = client.delete(f"/jobs/{queued}")
+    cancel = client.post(f"/jobs/{queued}/cancel")
     assert cancel.status_code == 202, cancel.text
     assert cancel.json()["status"] == "cancelled"
-    assert client.delete(f"/jobs/{busy}").status_code == 202  # frees the worker
+    assert client.post(f"/jobs/{busy}/cancel").status_code == 202  # frees the worker
     assert wait_for_job(client, busy)["status"] == "cancelled"
 
     worker = stack.processes["worker-training"]

@@ -223,7 +223,8 @@ async function cancelJob(jobId) {
   renderJobs();
   renderCurrentJob();
   try {
-    const { data } = await request("DELETE", `/jobs/${encodeURIComponent(jobId)}`);
+    // A cancel is an action on the job, not the removal of its record (issue #10).
+    const { data } = await request("POST", `/jobs/${encodeURIComponent(jobId)}/cancel`);
     updateJob(data);
   } catch (error) {
     state.cancelling.delete(jobId);

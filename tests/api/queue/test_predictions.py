@@ -1,124 +1,60 @@
-"""The prediction client against a small in-process Redis stand-in that speaks RESP: batching,
-every request getting its own answer, timeouts, outages and the task message's format.
+"""The prediction client against a real, private ``redis-server`` and a stand-in worker (see
+support.py): batching, every request getting its own answer, timeouts, outages, the URL forms
+redis-py accepts (password, ACL user, database, ``unix://``, ``rediss://`` and its options), the
+task message's format, and the RESP connection's parser. The real worker is exercised in
+tests/integration.
 
-The stand-in plays Redis and the prediction worker at once: an ``LPUSH`` onto the prediction
-queue is decoded as Celery would decode it and scored with :func:`shared.model.scoring.score_batch`
-(the worker's own code) by a fake model, and the replies are published to the subscriber.
-The real worker and Redis are exercised in tests/integration.
+No test depends on the machine's speed: waits are bounded by generous timeouts, and the only
+"took less than" check is the fail-fast one, with a bound of seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import ssl
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import fakeredis
 import numpy as np
 import pytest
+import redis
+import redis.utils
 
-from api.queue.messages import task_message
+from api.queue.messages import message_builder
 from api.queue.predictions import RedisPredictionClient
-from api.queue.resp import RespParser, encode_command
+from api.queue.resp import RespParser, encode_command, redis_address
 from api.queue.training import producer_app
+from cli.stack import free_port
 from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
 from shared.errors import NoProductionModelError, PredictionUnavailableError
-from shared.model.scoring import score_batch
 from shared.presence import WorkerPresence
 from shared.queues import PREDICT_TASK, PREDICTION_QUEUE
 from shared.settings import Settings
+from tests.api.queue.support import (
+    RedisServer,
+    StandInWorker,
+    SumScorer,
+    decode_task,
+    make_certificates,
+    scored,
+)
 
-
-class SumScorer:
-    """A stand-in model whose answer identifies its input: the sum of a row's codes / 100."""
-
-    version = "v7"
-
-    def predict_proba(self, codes: np.ndarray) -> np.ndarray:
-        return np.asarray(codes.astype(float).sum(axis=1) / 100.0)
+StartWorker = Callable[..., StandInWorker]
+StartServer = Callable[..., RedisServer]
 
 
 def expected(codes: np.ndarray) -> list[float]:
     return list(SumScorer().predict_proba(codes).tolist())
 
 
-@dataclass
-class FakeRedis:
-    """RESP server: SUBSCRIBE, PING, AUTH, SELECT, LPUSH (then the 'worker' answers)."""
-
-    respond: Callable[[list[list[str]]], list[dict[str, Any]] | None]
-    tasks: list[dict[str, Any]] = field(default_factory=list)
-    subscribers: dict[bytes, list[asyncio.StreamWriter]] = field(default_factory=dict)
-    writers: list[asyncio.StreamWriter] = field(default_factory=list)
-    server: asyncio.Server | None = None
-    port: int = 0
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def stop(self) -> None:
-        self.drop_connections()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-    def drop_connections(self) -> None:
-        for writer in self.writers:
-            writer.close()
-        self.writers.clear()
-        self.subscribers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.append(writer)
-        parser = RespParser()
-        subscribed = False
-        while data := await reader.read(65536):
-            parser.feed(data)
-            for command in parser.replies():
-                name = command[0].upper()
-                if name == b"SUBSCRIBE":
-                    self.subscribers.setdefault(command[1], []).append(writer)
-                    subscribed = True
-                    writer.write(b"*3\r\n$9\r\nsubscribe\r\n" + _bulk(command[1]) + b":1\r\n")
-                elif name == b"PING":
-                    writer.write(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n" if subscribed else b"+PONG\r\n")
-                elif name in (b"AUTH", b"SELECT"):
-                    writer.write(b"+OK\r\n")
-                elif name == b"LPUSH":
-                    writer.write(b":1\r\n")
-                    self._consume(command[1], command[2])
-                else:
-                    writer.write(b"-ERR unknown command\r\n")
-
-    def _consume(self, queue: bytes, raw: bytes) -> None:
-        """What a Celery worker reads from the message, then what the predict task does."""
-        assert queue.decode() == PREDICTION_QUEUE
-        message = json.loads(raw)
-        assert message["headers"]["task"] == PREDICT_TASK
-        (channel, batch), kwargs, _embed = json.loads(message["body"])
-        assert kwargs == {}
-        self.tasks.append({"message": message, "batch": batch})
-        replies = self.respond(batch)
-        if replies is None:  # the worker lost this task
-            return
-        payload = json.dumps({"replies": replies}).encode()
-        for subscriber in self.subscribers.get(channel.encode(), []):
-            subscriber.write(b"*3\r\n$7\r\nmessage\r\n" + _bulk(channel.encode()) + _bulk(payload))
-
-
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-def scored(batch: list[list[str]]) -> list[dict[str, Any]]:
-    return score_batch(SumScorer(), batch)  # type: ignore[arg-type]
-
-
-def client_for(url: str, timeout: float = 2.0) -> RedisPredictionClient:
+def client_for(url: str, timeout: float = 10.0) -> RedisPredictionClient:
+    """A client that believes one prediction worker is alive (liveness is tested elsewhere)."""
     settings = Settings(redis_url=url, predict_timeout_seconds=timeout, redis_prefix="test")
     beats = WorkerPresence(fakeredis.FakeRedis(), prefix="test")
     beats.announce(PREDICTION_QUEUE, "worker-1")
@@ -133,54 +69,78 @@ def random_codes(rng: np.random.Generator, rows: int) -> np.ndarray:
 
 
 def run(coroutine: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coroutine, timeout=60))
+    return asyncio.run(asyncio.wait_for(coroutine, timeout=120))
 
 
-def test_concurrent_requests_each_get_their_own_answer_from_gathered_batches() -> None:
-    async def scenario() -> None:
-        redis = FakeRedis(scored)
-        client = client_for(await redis.start())
-        rng = np.random.default_rng(0)
-        inputs = [random_codes(rng, int(rng.integers(1, 6))) for _ in range(300)]
+async def predict_when_back(client: RedisPredictionClient, codes: np.ndarray) -> Any:
+    """Retry until the client answers again (bounded: 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
         try:
-            results = await asyncio.gather(*(client.predict(codes) for codes in inputs))
+            return await client.predict(codes)
+        except PredictionUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+def test_redis_py_parses_replies_with_hiredis() -> None:
+    """Every Redis client of the project but the prediction hot path is redis-py's."""
+    assert redis.utils.HIREDIS_AVAILABLE
+
+
+def test_concurrent_requests_each_get_their_own_answer_from_gathered_batches(
+    redis_server: RedisServer, stand_in_workers: StartWorker
+) -> None:
+    worker = stand_in_workers(redis_server.url())
+    client = client_for(redis_server.url())
+    rng = np.random.default_rng(0)
+    inputs = [random_codes(rng, int(rng.integers(1, 6))) for _ in range(300)]
+
+    async def scenario() -> list[Any]:
+        try:
+            return await asyncio.gather(*(client.predict(codes) for codes in inputs))
         finally:
             await client.aclose()
-            await redis.stop()
-        for codes, result in zip(inputs, results, strict=True):
-            assert result.model_version == "v7"
-            assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
-        sizes = [len(task["batch"]) for task in redis.tasks]
-        assert sum(sizes) == len(inputs)
-        assert len(sizes) < len(inputs) and max(sizes) > 1  # gathered into fewer tasks
-        assert client.requests_sent == len(inputs) and client.batches_sent == len(sizes)
 
-    run(scenario())
+    results = run(scenario())
+    for codes, result in zip(inputs, results, strict=True):
+        assert result.model_version == "v7"
+        assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
+    sizes = [len(task["batch"]) for task in worker.tasks]
+    assert sum(sizes) == len(inputs)
+    # the requests that found two batches in flight gathered: fewer tasks than requests
+    assert len(sizes) < len(inputs) and max(sizes) > 1
+    assert client.requests_sent == len(inputs) and client.batches_sent == len(sizes)
 
 
-def test_a_lone_request_goes_out_alone_and_big_ones_are_split_into_batches() -> None:
-    async def scenario() -> None:
-        redis = FakeRedis(scored)
-        client = client_for(await redis.start())
-        rng = np.random.default_rng(1)
+def test_a_lone_request_goes_out_alone_and_big_ones_are_split_into_batches(
+    redis_server: RedisServer, stand_in_workers: StartWorker
+) -> None:
+    worker = stand_in_workers(redis_server.url())
+    client = client_for(redis_server.url())
+    rng = np.random.default_rng(1)
+    one = random_codes(rng, 1)
+    big = [random_codes(rng, 1500) for _ in range(3)]
+
+    async def scenario() -> list[Any]:
         try:
-            one = random_codes(rng, 1)
             assert (await client.predict(one)).probabilities == pytest.approx(expected(one))
-            assert [len(t["batch"]) for t in redis.tasks] == [1]
-            big = [random_codes(rng, 1500) for _ in range(3)]
-            results = await asyncio.gather(*(client.predict(codes) for codes in big))
+            assert [len(t["batch"]) for t in worker.tasks] == [1]
+            return await asyncio.gather(*(client.predict(codes) for codes in big))
         finally:
             await client.aclose()
-            await redis.stop()
-        for codes, result in zip(big, results, strict=True):
-            assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
-        # 1,500 + 1,500 records exceed a batch's 2,000: no task carries two of them
-        assert all(len(task["batch"]) == 1 for task in redis.tasks)
 
-    run(scenario())
+    results = run(scenario())
+    for codes, result in zip(big, results, strict=True):
+        assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
+    # 1,500 + 1,500 records exceed a batch's 2,000: no task carries two of them
+    assert all(len(task["batch"]) == 1 for task in worker.tasks)
 
 
-def test_worker_errors_reach_the_right_request() -> None:
+def test_worker_errors_reach_the_right_request(
+    redis_server: RedisServer, stand_in_workers: StartWorker
+) -> None:
     def respond(batch: list[list[str]]) -> list[dict[str, Any]]:
         return [
             {"id": rid, "error": {"code": "no_production_model", "message": "train first"}}
@@ -189,100 +149,295 @@ def test_worker_errors_reach_the_right_request() -> None:
             for rid, enc in batch
         ]
 
-    async def scenario() -> None:
-        redis = FakeRedis(respond)
-        client = client_for(await redis.start())
-        good = np.zeros((1, 7), dtype=np.int8)
-        bad = np.array([[0, 4, 0, 0, 0, 0, 0]], dtype=np.int8)
+    stand_in_workers(redis_server.url(), respond)
+    client = client_for(redis_server.url())
+    good = np.zeros((1, 7), dtype=np.int8)
+    bad = np.array([[0, 4, 0, 0, 0, 0, 0]], dtype=np.int8)
+
+    async def scenario() -> list[Any]:
         try:
-            results = await asyncio.gather(
-                client.predict(good), client.predict(bad), return_exceptions=True
+            return list(
+                await asyncio.gather(
+                    client.predict(good), client.predict(bad), return_exceptions=True
+                )
             )
         finally:
             await client.aclose()
-            await redis.stop()
-        assert results[0].probabilities == [0.0]
-        assert isinstance(results[1], NoProductionModelError)
 
-    run(scenario())
+    results = run(scenario())
+    assert results[0].probabilities == [0.0]
+    assert isinstance(results[1], NoProductionModelError)
 
 
-def test_no_reply_is_a_clear_503_after_the_timeout_never_a_hang() -> None:
+def test_a_reply_that_misses_a_request_fails_only_that_request(
+    redis_server: RedisServer, stand_in_workers: StartWorker
+) -> None:
+    def respond(batch: list[list[str]]) -> list[dict[str, Any]]:
+        return [r for r in scored(batch) if r["id"] != batch[-1][0] or len(batch) == 1]
+
+    worker = stand_in_workers(redis_server.url(), respond)
+    client = client_for(redis_server.url())
+    rng = np.random.default_rng(2)
+    inputs = [random_codes(rng, 1) for _ in range(60)]
+
+    async def scenario() -> list[Any]:
+        try:
+            await client.predict(inputs[0])  # from now on the requests queue without waiting
+            return await asyncio.gather(
+                *(client.predict(codes) for codes in inputs), return_exceptions=True
+            )
+        finally:
+            await client.aclose()
+
+    results = run(scenario())
+    lost = [r for r in results if isinstance(r, PredictionUnavailableError)]
+    assert len(lost) == sum(len(t["batch"]) > 1 for t in worker.tasks) > 0
+    assert all("lost this request" in str(r) for r in lost)
+    for codes, result in zip(inputs, results, strict=True):
+        if not isinstance(result, Exception):
+            assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
+
+
+def test_no_reply_is_a_clear_503_after_the_timeout_never_a_hang(
+    redis_server: RedisServer, stand_in_workers: StartWorker
+) -> None:
+    worker = stand_in_workers(redis_server.url(), lambda batch: None)  # loses every task
+    client = client_for(redis_server.url(), timeout=0.3)
+
     async def scenario() -> None:
-        redis = FakeRedis(lambda batch: None)  # the worker loses every task
-        client = client_for(await redis.start(), timeout=0.3)
         try:
             with pytest.raises(PredictionUnavailableError, match=r"answered within 0\.3 s"):
                 await client.predict(np.zeros((1, 7), dtype=np.int8))
         finally:
             await client.aclose()
-            await redis.stop()
 
     run(scenario())
+    assert len(worker.tasks) == 1  # it was sent, and lost by the worker
 
 
-def test_redis_down_is_a_503_and_the_client_recovers_when_it_is_back() -> None:
+def test_redis_down_is_a_quick_503_and_the_client_recovers_when_it_is_back(
+    redis_server: RedisServer, stand_in_workers: StartWorker
+) -> None:
+    stand_in_workers(redis_server.url())
+    client = client_for(redis_server.url(), timeout=30)
+    codes = np.ones((1, 7), dtype=np.int8)
+
     async def scenario() -> None:
-        redis = FakeRedis(scored)
-        url = await redis.start()
-        client = client_for(url)
-        codes = np.ones((1, 7), dtype=np.int8)
         try:
             assert (await client.predict(codes)).probabilities == [0.07]
-            redis.drop_connections()
-            assert redis.server is not None
-            redis.server.close()
-            await redis.server.wait_closed()
+            redis_server.stop()
+            started = time.monotonic()
             with pytest.raises(PredictionUnavailableError, match="Redis"):
                 await client.predict(codes)
-            # back on the same port: the subscription and the publisher reconnect
-            redis.server = await asyncio.start_server(redis._serve, "127.0.0.1", redis.port)
-            for _ in range(100):
-                try:
-                    result = await client.predict(codes)
-                    break
-                except PredictionUnavailableError:
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the client did not recover")
-            assert result.probabilities == [0.07]
+            # fails fast, not after the 30 s timeout (the bound is generous on purpose)
+            assert time.monotonic() - started < 5
+            redis_server.start()  # same port: the subscription and the pushes reconnect
+            assert (await predict_when_back(client, codes)).probabilities == [0.07]
         finally:
             await client.aclose()
-            await redis.stop()
 
     run(scenario())
 
 
-def test_the_task_message_is_what_celery_sends() -> None:
-    """Same headers and properties as ``send_task`` builds (ids, times and origin aside), and
-    a body kombu decodes as is (no base64) into Celery's (args, kwargs, embed)."""
-    celery = producer_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+def test_a_refused_connection_fails_fast() -> None:
+    client = client_for(f"redis://127.0.0.1:{free_port()}/0", timeout=30)
+
+    async def scenario() -> None:
+        started = time.monotonic()
+        try:
+            with pytest.raises(PredictionUnavailableError, match="Redis is unavailable"):
+                await client.predict(np.ones((1, 7), dtype=np.int8))
+        finally:
+            await client.aclose()
+        assert time.monotonic() - started < 3
+
+    run(scenario())
+
+
+def test_a_password_and_a_database_number_in_the_url(
+    redis_servers: StartServer, stand_in_workers: StartWorker
+) -> None:
+    server = redis_servers(password="s3cret")
+    url = server.url(db=3)
+    assert url == f"redis://:s3cret@127.0.0.1:{server.port}/3"
+    worker = stand_in_workers(url)  # takes tasks from db 3 only
+    client = client_for(url)
+    wrong = client_for(f"redis://:wrong@127.0.0.1:{server.port}/3")
+    codes = np.ones((1, 7), dtype=np.int8)
+
+    async def scenario() -> None:
+        try:
+            assert (await client.predict(codes)).probabilities == [0.07]
+            with pytest.raises(PredictionUnavailableError, match="Redis"):
+                await wrong.predict(codes)
+        finally:
+            await client.aclose()
+            await wrong.aclose()
+
+    run(scenario())
+    assert len(worker.tasks) == 1
+    plain = redis.Redis.from_url(server.url(db=0))
+    try:
+        assert plain.dbsize() == 0  # nothing went to db 0
+    finally:
+        plain.close()
+
+
+def test_a_unix_socket_url_with_a_database_number(
+    redis_servers: StartServer, stand_in_workers: StartWorker
+) -> None:
+    server = redis_servers(unix_only=True)
+    url = server.url(db=2)
+    assert url == f"unix://{server.socket_path}?db=2"
+    worker = stand_in_workers(url)
+    client = client_for(url)
+    rng = np.random.default_rng(3)
+    inputs = [random_codes(rng, 2) for _ in range(20)]
+
+    async def scenario() -> list[Any]:
+        try:
+            return await asyncio.gather(*(client.predict(codes) for codes in inputs))
+        finally:
+            await client.aclose()
+
+    results = run(scenario())
+    for codes, result in zip(inputs, results, strict=True):
+        assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
+    assert sum(len(t["batch"]) for t in worker.tasks) == len(inputs)
+
+
+def test_the_task_message_is_what_celery_sends(redis_server: RedisServer) -> None:
+    """Against what ``send_task`` itself pushes onto the prediction list of a real Redis: same
+    envelope, headers and properties (ids, times and reply address aside), and a body a Celery
+    worker decodes into the same (args, kwargs, embed)."""
+    settings = Settings(redis_url=redis_server.url())
     batch = [["1", "0123456"], ["2", "6543210"]]
-    ours = json.loads(task_message("chan", batch, 5.0, "api@host"))
-    theirs = celery.amqp.as_task_v2(
-        "task-id", PREDICT_TASK, args=["chan", batch], expires=5.0, ignore_result=True
-    )
-    assert set(ours["headers"]) == set(theirs.headers)
-    for key in ("lang", "task", "eta", "group", "retries", "timelimit", "parent_id", "shadow"):
-        assert ours["headers"][key] == theirs.headers[key], key
+    app = producer_app(settings)
+    try:
+        app.send_task(
+            PREDICT_TASK,
+            args=["chan", batch],
+            queue=PREDICTION_QUEUE,
+            expires=5.0,
+            ignore_result=True,
+            retry=False,
+        )
+    finally:
+        app.close()
+    plain = redis.Redis.from_url(redis_server.url())
+    try:
+        raw = plain.lpop(PREDICTION_QUEUE)
+    finally:
+        plain.close()
+    assert isinstance(raw, bytes)
+    theirs = json.loads(raw)
+    ours = json.loads(message_builder(settings)("chan", batch, 5.0, "api@host", "task-1"))
+
+    assert set(ours) == set(theirs)
+    for key in ("content-type", "content-encoding"):
+        assert ours[key] == theirs[key]
+    assert set(ours["headers"]) == set(theirs["headers"])
+    varying = {"id", "root_id", "expires", "origin", "argsrepr"}
+    for key in set(theirs["headers"]) - varying:
+        assert ours["headers"][key] == theirs["headers"][key], key
+    assert ours["headers"]["id"] == ours["headers"]["root_id"] == "task-1"
     assert ours["headers"]["ignore_result"] is True
-    assert ours["headers"]["root_id"] == ours["headers"]["id"]
-    assert json.loads(ours["body"]) == json.loads(json.dumps(theirs.body))
-    assert ours["content-type"] == "application/json" and "body_encoding" not in ours["properties"]
-    info = ours["properties"]["delivery_info"]
-    assert info == {"exchange": "", "routing_key": PREDICTION_QUEUE}
-    assert ours["properties"]["delivery_tag"] and ours["properties"]["priority"] == 0
+    assert ours["headers"]["argsrepr"] == "(2 requests)"  # no records in a worker's log
+    expires = datetime.fromisoformat(ours["headers"]["expires"])
+    assert 0 < (expires - datetime.now(UTC)).total_seconds() <= 5
+    assert set(ours["properties"]) == set(theirs["properties"])
+    varying = {"correlation_id", "delivery_tag", "reply_to"}
+    for key in set(theirs["properties"]) - varying:
+        assert ours["properties"][key] == theirs["properties"][key], key
+    assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": PREDICTION_QUEUE}
+    assert ours["properties"]["correlation_id"] == "task-1"
 
-    from kombu.transport.virtual import Message
-
-    class Channel:
-        def decode_body(self, body: str, encoding: str | None) -> str:
-            assert encoding is None
-            return body
-
-    message = Message(ours, channel=Channel())
-    assert message.decode() == [["chan", batch], {}, theirs.body[2]]
+    message, body = decode_task(json.dumps(ours).encode())
+    _, their_body = decode_task(raw)
+    assert body == their_body == [["chan", batch], {}, their_body[2]]
     assert message.headers["task"] == PREDICT_TASK
+
+
+def test_the_url_means_what_it_means_to_redis_py() -> None:
+    address = redis_address("redis://al%40ice:p%3Aw@db.example:6380/3?client_name=api", 0.5)
+    assert (address.host, address.port, address.path) == ("db.example", 6380, None)
+    assert address.credentials == ("al@ice", "p:w") and address.db == 3
+    assert address.client_name == "api" and address.tls is None
+    assert address.connect_timeout == 0.5
+    assert redis_address("redis://:pw@h/0?socket_connect_timeout=2", 0.5).connect_timeout == 2
+    assert redis_address("redis://:pw@h").credentials == ("pw",)
+    unix = redis_address("unix:///run/redis.sock?db=2&password=pw")
+    assert (unix.path, unix.db, unix.credentials) == ("/run/redis.sock", 2, ("pw",))
+    verified = redis_address("rediss://h:6390/0")
+    assert verified.tls is not None and verified.tls.verify_mode == ssl.CERT_REQUIRED
+    assert verified.tls.check_hostname
+    unverified = redis_address("rediss://h:6390/0?ssl_cert_reqs=none")
+    assert unverified.tls is not None and unverified.tls.verify_mode == ssl.CERT_NONE
+    with pytest.raises(ValueError):
+        redis_address("http://h:6379/0")
+
+
+def test_an_acl_user_and_a_client_name_in_the_url(
+    redis_servers: StartServer, stand_in_workers: StartWorker
+) -> None:
+    server = redis_servers(user="api", password="s3cret")  # the default user is off
+    url = server.url(db=1, client_name="rvt-api")
+    assert url.startswith(f"redis://api:s3cret@127.0.0.1:{server.port}/1?")
+    worker = stand_in_workers(server.url(db=1))
+    client = client_for(url)
+
+    def client_names() -> set[str]:
+        admin = redis.Redis.from_url(server.url())
+        try:
+            return {c["name"] for c in admin.client_list()}
+        finally:
+            admin.close()
+
+    async def scenario() -> None:
+        try:
+            assert (await client.predict(np.ones((1, 7), dtype=np.int8))).probabilities == [0.07]
+            assert "rvt-api" in await asyncio.to_thread(client_names)
+        finally:
+            await client.aclose()
+
+    run(scenario())
+    assert len(worker.tasks) == 1
+
+
+@pytest.fixture(scope="module")
+def certificates() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="rvt-tls-") as folder:
+        try:
+            yield make_certificates(Path(folder))
+        except FileNotFoundError as exc:
+            pytest.skip(str(exc))
+
+
+def test_tls_with_the_url_s_ssl_options(
+    redis_servers: StartServer, stand_in_workers: StartWorker, certificates: Path
+) -> None:
+    server = redis_servers(tls=certificates, password="pw")  # a TLS port only
+    ca = str(certificates / "ca.crt")
+    worker = stand_in_workers(server.url(ssl_ca_certs=ca))
+    verified = client_for(server.url(ssl_ca_certs=ca))  # the certificate and 127.0.0.1 checked
+    unverified = client_for(server.url(ssl_cert_reqs="none"))
+    untrusted = client_for(server.url(), timeout=30)  # the test CA is not a system one
+    codes = np.ones((1, 7), dtype=np.int8)
+
+    async def scenario() -> None:
+        try:
+            assert (await verified.predict(codes)).probabilities == [0.07]
+            assert (await unverified.predict(codes)).probabilities == [0.07]
+            started = time.monotonic()
+            with pytest.raises(PredictionUnavailableError, match="Redis is unavailable"):
+                await untrusted.predict(codes)
+            assert time.monotonic() - started < 5  # refused, not timed out
+        finally:
+            for client in (verified, unverified, untrusted):
+                await client.aclose()
+
+    run(scenario())
+    assert len(worker.tasks) == 2
 
 
 def test_resp_parser_takes_replies_split_anywhere() -> None:

@@ -1,4 +1,4 @@
-"""GET /jobs, GET /jobs/{id}, DELETE /jobs/{id}."""
+"""GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel (and no DELETE)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_list_limit_bounds(api: Api) -> None:
 
 def test_cancel_a_queued_job_cancels_it_and_revokes_its_message(api: Api) -> None:
     job_id = _submit(api)
-    response = api.client.delete(f"/jobs/{job_id}")
+    response = api.client.post(f"/jobs/{job_id}/cancel")
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "cancelled"
     assert api.queue.revoked == [job_id]
@@ -99,7 +99,7 @@ def test_cancel_a_queued_job_cancels_it_and_revokes_its_message(api: Api) -> Non
 def test_cancel_a_running_job_asks_its_worker_and_does_not_revoke(api: Api) -> None:
     job_id = _submit(api)
     api.jobs.start(job_id, "worker-1")
-    response = api.client.delete(f"/jobs/{job_id}")
+    response = api.client.post(f"/jobs/{job_id}/cancel")
     assert response.status_code == 202
     assert response.json()["status"] == "running"
     assert api.jobs.get(job_id).cancel_requested
@@ -109,7 +109,7 @@ def test_cancel_a_running_job_asks_its_worker_and_does_not_revoke(api: Api) -> N
 def test_cancel_a_finished_job_is_409(api: Api) -> None:
     job_id = _submit(api)
     _finish(api, job_id)
-    error = assert_error(api.client.delete(f"/jobs/{job_id}"), 409, "job_conflict")
+    error = assert_error(api.client.post(f"/jobs/{job_id}/cancel"), 409, "job_conflict")
     assert error["details"]["status"] == "succeeded"
 
 
@@ -117,12 +117,24 @@ def test_cancel_past_the_commit_point_is_409(api: Api) -> None:
     job_id = _submit(api)
     api.jobs.start(job_id, "worker-1")
     assert api.jobs.begin_commit(job_id)
-    error = assert_error(api.client.delete(f"/jobs/{job_id}"), 409, "job_conflict")
+    error = assert_error(api.client.post(f"/jobs/{job_id}/cancel"), 409, "job_conflict")
     assert "commit point" in error["message"]
 
 
 def test_cancel_an_unknown_job_is_404(api: Api) -> None:
-    assert_error(api.client.delete(f"/jobs/{uuid.uuid4().hex}"), 404, "job_not_found")
+    assert_error(api.client.post(f"/jobs/{uuid.uuid4().hex}/cancel"), 404, "job_not_found")
+    assert_error(api.client.post("/jobs/not-even-an-id/cancel"), 404, "job_not_found")
+
+
+def test_a_cancel_is_not_a_delete(api: Api) -> None:
+    """A job's record is not a client's to remove (it expires on its own, and an idempotency
+    key points at it until then): DELETE is not a method of a job, and changes nothing."""
+    job_id = _submit(api)
+    response = api.client.delete(f"/jobs/{job_id}")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, OPTIONS"
+    assert api.client.get(f"/jobs/{job_id}").json()["status"] == "queued"
+    assert api.queue.revoked == []
 
 
 def test_redis_outage_is_503_redis_unavailable(api: Api) -> None:
@@ -133,6 +145,6 @@ def test_redis_outage_is_503_redis_unavailable(api: Api) -> None:
     for response in (
         api.client.get(f"/jobs/{job_id}"),
         api.client.get("/jobs"),
-        api.client.delete(f"/jobs/{job_id}"),
+        api.client.post(f"/jobs/{job_id}/cancel"),
     ):
         assert_error(response, 503, "redis_unavailable")

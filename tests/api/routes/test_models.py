@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.conftest import Api, MakeApi, assert_error
 
 
@@ -59,11 +61,21 @@ def test_promote_an_unknown_version_is_404(api: Api) -> None:
     assert_error(api.client.post("/models/v7/promote"), 404, "version_not_found")
 
 
-def test_promote_with_a_bad_body_is_422(api: Api) -> None:
+@pytest.mark.parametrize("force", ["maybe", "true", 1, 0])
+def test_promote_with_a_bad_body_is_422(api: Api, force: object) -> None:
+    """``force`` is a JSON boolean: ``0`` is not ``false`` (the fuzzer found it promoting)."""
     error = assert_error(
-        api.client.post("/models/v2/promote", json={"force": "maybe"}), 422, "validation_error"
+        api.client.post("/models/v2/promote", json={"force": force}), 422, "validation_error"
     )
     assert error["details"][0]["field"] == "force"
+    assert api.registry.production_version() == "v1"
+
+
+def test_promote_with_a_body_that_is_not_utf8_is_422(api: Api) -> None:
+    response = api.client.post(
+        "/models/v1/promote", content=b"8\xe5\r\xf3", headers={"content-type": "application/json"}
+    )
+    assert assert_error(response, 422, "validation_error")["details"][0]["type"] == "json_invalid"
 
 
 def test_rollback_goes_back_and_then_has_nowhere_to_go(api: Api) -> None:

@@ -104,6 +104,20 @@ def test_unknown_dataset_is_422_naming_it(api: Api) -> None:
         ({"promote": "perhaps"}, "promote"),
         ({"dataset": 3}, "dataset"),
         ({"c": 1}, "c"),
+        # the schema's own limits (issue #10): what it allows is what the server takes
+        ({"dataset": ""}, "dataset"),
+        ({"dataset": "../secret.csv"}, "dataset"),
+        ({"dataset": "mine.txt"}, "dataset"),
+        ({"random_state": 2**53}, "random_state"),
+        # JSON types as the schema names them: no coercion from strings, numbers or floats
+        ({"random_state": "5"}, "random_state"),
+        ({"random_state": 5.5}, "random_state"),
+        ({"random_state": True}, "random_state"),
+        ({"params": {"max_iter": "100"}}, "params.max_iter"),
+        ({"params": {"C": "1"}}, "params.C"),
+        ({"promote": 0}, "promote"),
+        ({"promote": "true"}, "promote"),
+        ({"test_size": "0.5"}, "test_size"),
     ],
 )
 def test_bad_params_are_422_naming_the_field(api: Api, body: dict[str, object], field: str) -> None:
@@ -118,6 +132,29 @@ def test_class_weight_error_lists_the_allowed_values(api: Api) -> None:
     item = assert_error(response, 422, "validation_error")["details"][0]
     assert item["allowed"] == [None, "balanced"]
     assert item["input"] == "heavy"
+
+
+def test_an_integral_float_is_an_integer(api: Api) -> None:
+    """JSON Schema's integer: 5.0 is 5 (and the job records 5)."""
+    response = api.client.post("/train", json={"random_state": 5.0, "params": {"max_iter": 9.0}})
+    assert response.status_code == 202, response.text
+    params = api.jobs.get(response.json()["job_id"]).params
+    assert params["random_state"] == 5 and isinstance(params["random_state"], int)
+    assert params["params"]["max_iter"] == 9
+
+
+def test_the_largest_json_safe_random_state_is_accepted(api: Api) -> None:
+    response = api.client.post("/train", json={"random_state": 2**53 - 1})
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe{", b'{"promote": "\xe9"}'])
+def test_a_body_that_is_not_utf8_is_422_not_400(api: Api, raw: bytes) -> None:
+    """FastAPI's bare 400 for a body it cannot decode is the invalid-JSON 422 (issue #10)."""
+    response = api.client.post("/train", content=raw, headers={"content-type": "application/json"})
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"][0]["type"] == "json_invalid"
+    assert api.queue.submitted == []
 
 
 def test_a_body_that_is_not_json_is_422(api: Api) -> None:
