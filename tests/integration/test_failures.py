@@ -4,6 +4,7 @@ Each test has a stack of its own, since it breaks it.
 """
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -136,7 +137,8 @@ def test_a_training_over_its_time_limit_ends_failed(
     tmp_path: Path, make_dataset: MakeDataset
 ) -> None:
     """The slow dataset reads for 10 s or more (its pauses alone): always past a 5 s limit,
-    however fast the machine; the default dataset trains in about a second, well within it."""
+    however fast the machine. The next training is one chunk (one 0.5 s pause), well within
+    it even on a loaded machine (the 200k-row default would be ten chunks: ten pauses)."""
     stack = make_stack(tmp_path, env={**SLOW_ENV, "TRAINING_TIME_LIMIT_SECONDS": "5"})
     try:
         slow = add_slow_dataset(stack, make_dataset)
@@ -146,6 +148,8 @@ def test_a_training_over_its_time_limit_ends_failed(
             assert job["error"]["code"] == "time_limit"
             assert http.get("/models").json()["versions"] == []
             # the worker survived its time limit and takes the next job
-            assert train_and_wait(http, {})["status"] == "succeeded"
+            small = stack.data_dir / "small.csv"
+            shutil.copyfile(make_dataset(5_000, 3), small)
+            assert train_and_wait(http, {"dataset": small.name})["status"] == "succeeded"
     finally:
         stack.stop()
