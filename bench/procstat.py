@@ -8,15 +8,15 @@ has.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _group_cpu_seconds() -> dict[int, float]:
-    """CPU seconds (user + system) of every live process, summed per process group."""
-    totals: dict[int, float] = {}
+def process_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every live process:
+    fields[2] is the process group, fields[11] and [12] user and system CPU ticks."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -25,7 +25,13 @@ def _group_cpu_seconds() -> dict[int, float]:
         except OSError:
             continue
         # the command name may hold spaces: fields start after its closing parenthesis
-        fields = stat[stat.rindex(")") + 2 :].split()
+        yield int(entry.name), stat[stat.rindex(")") + 2 :].split()
+
+
+def _group_cpu_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) of every live process, summed per process group."""
+    totals: dict[int, float] = {}
+    for _pid, fields in process_stats():
         pgrp, utime, stime = int(fields[2]), int(fields[11]), int(fields[12])
         totals[pgrp] = totals.get(pgrp, 0.0) + (utime + stime) / _TICKS
     return totals

@@ -56,7 +56,7 @@ import httpx
 import redis
 
 from bench import bodies
-from bench.procstat import machine_cpu_model
+from bench.procstat import machine_cpu_model, process_stats
 from cli.stack import LocalStack, StackError
 from shared.data.synthetic import write_synthetic_csv
 from shared.queues import QUEUES, broker_lists
@@ -193,16 +193,10 @@ def group_members(groups: dict[str, int]) -> dict[str, list[int]]:
     """The pids of each process group (name -> leader pid), leader first, then by pid."""
     wanted = {pgid: name for name, pgid in groups.items()}
     members: dict[str, list[int]] = {name: [] for name in groups}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        pgrp = int(stat[stat.rindex(")") + 2 :].split()[2])
+    for pid, fields in process_stats():
+        pgrp = int(fields[2])
         if pgrp in wanted:
-            members[wanted[pgrp]].append(int(entry.name))
+            members[wanted[pgrp]].append(pid)
     return {
         name: sorted(pids, key=lambda pid: (pid != groups[name], pid))
         for name, pids in members.items()

@@ -78,24 +78,33 @@ def add_slow_dataset(stack: LocalStack, make_dataset: MakeDataset) -> str:
     return SLOW_DATASET
 
 
-def make_stack(tmp: Path, env: dict[str, str] | None = None) -> LocalStack:
+def new_stack(tmp: Path, env: dict[str, str] | None = None) -> LocalStack:
+    """A stack in ``tmp``, not started yet, with a small default dataset already made."""
     require_redis_server()
     data_dir = tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     write_synthetic_csv(data_dir / "synthetic_default.csv", 20_000, seed=3)
-    stack = LocalStack(
+    return LocalStack(
         models_dir=tmp / "models",
         data_dir=data_dir,
         log_dir=tmp / "logs",
         env={**FAST_ENV, **(env or {})},
     )
+
+
+def start_or_fail(stack: LocalStack) -> LocalStack:
+    """Start ``stack``; if it cannot start, stop it and fail with its processes' logs."""
     try:
         stack.start(timeout=90)
     except StackError as exc:
-        stack.stop()
         logs = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in stack.processes.values())
+        stack.stop()
         pytest.fail(f"the stack did not start: {exc}\n{logs}")
     return stack
+
+
+def make_stack(tmp: Path, env: dict[str, str] | None = None) -> LocalStack:
+    return start_or_fail(new_stack(tmp, env))
 
 
 @pytest.fixture(scope="module")

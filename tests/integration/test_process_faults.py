@@ -36,9 +36,9 @@ from cli.stack import LocalStack, StackError, free_port, wait_for_redis
 from shared.data.synthetic import write_synthetic_csv
 from tests.conftest import SEVERE_CASE
 from tests.integration.conftest import (
-    FAST_ENV,
     make_stack,
-    require_redis_server,
+    new_stack,
+    start_or_fail,
     train_and_wait,
     wait_until,
 )
@@ -341,16 +341,7 @@ REDIS_LOAD_CONCURRENCY = 8
 
 def _stack_on_persistent_redis(tmp: Path, env: dict[str, str]) -> tuple[LocalStack, list[str]]:
     """A stack like :func:`make_stack`'s, on a private Redis that keeps an append-only file."""
-    require_redis_server()
-    data_dir = tmp / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    write_synthetic_csv(data_dir / "synthetic_default.csv", 20_000, seed=3)
-    stack = LocalStack(
-        models_dir=tmp / "models",
-        data_dir=data_dir,
-        log_dir=tmp / "logs",
-        env={**FAST_ENV, **env},
-    )
+    stack = new_stack(tmp, env)
     redis_dir = tmp / "redis"
     redis_dir.mkdir()
     port = free_port()
@@ -359,11 +350,10 @@ def _stack_on_persistent_redis(tmp: Path, env: dict[str, str]) -> tuple[LocalSta
         redis = stack.launch("redis", command)
         stack.redis_url = f"redis://127.0.0.1:{port}/0"
         wait_for_redis(port, timeout=10, process=redis)
-        stack.start(timeout=90)
     except StackError as exc:
-        logs = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in stack.processes.values())
         stack.stop()
-        pytest.fail(f"the stack did not start: {exc}\n{logs}")
+        pytest.fail(f"the private Redis did not start: {exc}")
+    start_or_fail(stack)
     return stack, command
 
 
