@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
-from shared.jobs.records import JobStatus
+from shared.data.store import DATASET_NAME_PATTERN
+from shared.jobs.records import JOB_ID_PATTERN, JobStatus
 from shared.model.pipeline import ModelParams
 from shared.model.training import SplitParams
+from shared.registry.versions import VERSION_PATTERN
 
 _MODEL_DEFAULTS = ModelParams()
 _SPLIT_DEFAULTS = SplitParams()
@@ -21,13 +23,8 @@ MAX_JSON_INT = 2**53 - 1
 
 # What the server's stores accept, so the schema says exactly which strings are valid: a request
 # the schema allows is never refused for its form (tests/api/test_main.py ties each pattern to
-# the store's own check).
-#: A job id: ``uuid4().hex`` (:class:`shared.jobs.store.JobStore`).
-JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
-#: A model version: ``v1``, ``v2``... without leading zeros (:mod:`shared.registry.versions`).
-VERSION_PATTERN = r"^v[1-9][0-9]*$"
-#: A dataset: a ``.csv`` file name of the datasets folder (:class:`shared.data.store.DatasetStore`).
-DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$"
+# the store's own check). The patterns are the stores' own: JOB_ID_PATTERN, VERSION_PATTERN and
+# DATASET_NAME_PATTERN.
 DATASET_NAME_MAX_LENGTH = 132
 
 

@@ -19,7 +19,9 @@ from shared.data.loader import DatasetSummary, validate_dataset
 from shared.data.synthetic import write_synthetic_csv
 from shared.errors import DatasetNotFoundError, UploadTooLargeError, disk_full_means
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$")
+#: A dataset name: a ``.csv`` file name of the datasets folder (the API documents it).
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.csv$"
+_NAME = re.compile(DATASET_NAME_PATTERN)
 DEFAULT_SEED = 20200122  # the day of the first case report in the CDC surveillance summary
 #: Uploads in progress: hidden and not ``*.csv``, so :meth:`DatasetStore.list` never shows one.
 UPLOAD_PREFIX = ".upload-"

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["FINAL_STATUSES", "Job", "JobStatus"]
+__all__ = ["FINAL_STATUSES", "JOB_ID_PATTERN", "Job", "JobStatus"]
+
+#: A job id: what the store creates (uuid4 hex) and the only shape it looks up.
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
 class JobStatus(StrEnum):

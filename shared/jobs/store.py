@@ -56,6 +56,7 @@ from shared.jobs.records import (
     CANCELLED_WORKER_GONE,
     FAILED_DEFAULT,
     FINAL_STATUSES,
+    JOB_ID_PATTERN,
     Job,
     JobStatus,
     check_error,
@@ -66,7 +67,7 @@ from shared.jobs.records import (
 __all__ = ["MAX_LIST_LIMIT", "JobStore"]
 
 MAX_LIST_LIMIT = 500
-_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_ID_RE = re.compile(JOB_ID_PATTERN)
 _READ_CHUNK = 100
 
 

@@ -58,6 +58,7 @@ from shared.errors import (
 __all__ = [
     "ARTIFACT_NAME",
     "METADATA_NAME",
+    "VERSION_PATTERN",
     "ModelRegistry",
     "ModelVersion",
     "ProductionState",
@@ -74,7 +75,9 @@ STAGING_NAME = ".staging"
 HISTORY_LIMIT = 50
 
 # Canonical names only: no leading zeros, so "v01" can never alias "v1"; ASCII digits only.
-_VERSION_RE = re.compile(r"v([1-9][0-9]*)")
+#: A version name (the API documents it as the pattern of its version parameters).
+VERSION_PATTERN = r"^v[1-9][0-9]*$"
+_VERSION_RE = re.compile(VERSION_PATTERN)
 _CHUNK = 1024 * 1024
 
 
@@ -94,8 +97,7 @@ class ProductionState:
 
 
 def _version_number(name: str) -> int | None:
-    match = _VERSION_RE.fullmatch(name)
-    return int(match.group(1)) if match else None
+    return int(name[1:]) if _VERSION_RE.match(name) else None
 
 
 def _fsync_dir(path: Path) -> None:
