@@ -25,7 +25,7 @@ from starlette.types import Scope
 
 from api.limits import BodyTooLargeError
 from api.schemas import FIELD_CHOICES, ErrorInfo, ErrorResponse
-from shared.errors import DomainError
+from shared.errors import DomainError, OverloadedError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,10 @@ _DESCRIPTIONS = {
     415: "Unsupported media type.",
     422: "Invalid request: `details` names each bad field (and its allowed values).",
     500: "Unexpected server error (the body carries no internals; quote the request id).",
-    503: "A dependency (Redis, the workers, the production model) is unavailable.",
+    503: (
+        "A dependency (Redis, the workers, the production model) is unavailable, or the API "
+        "is overloaded (`overloaded`, with `Retry-After`)."
+    ),
 }
 
 
@@ -92,11 +95,16 @@ def internal_error_response(request_id: str, exc: BaseException, scope: Scope) -
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    if exc.status_code >= 500:  # 503s are outages worth seeing; a 500 is a defect
+    # 503s are outages worth seeing and a 500 is a defect; a shed request is neither (the
+    # prediction client logs a summary of those instead of a line per refusal).
+    if exc.status_code >= 500 and not isinstance(exc, OverloadedError):
         level = logging.WARNING if exc.status_code == 503 else logging.ERROR
         log.log(level, "%s: %s (request_id=%s)", exc.code, exc.message, request_id_of(request))
+    headers = None
+    if exc.retry_after_seconds is not None:
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
     return error_response(
-        request_id_of(request), exc.status_code, exc.code, exc.message, exc.details
+        request_id_of(request), exc.status_code, exc.code, exc.message, exc.details, headers
     )
 
 

@@ -14,6 +14,8 @@ class DomainError(Exception):
 
     status_code: int = 500
     code: str = "internal_error"
+    #: Seconds a client should wait before trying again (the ``Retry-After`` header), if known.
+    retry_after_seconds: int | None = None
 
     def __init__(self, message: str, details: Any = None) -> None:
         super().__init__(message)
@@ -100,6 +102,17 @@ class PredictionUnavailableError(DomainError):
 
     status_code = 503
     code = "prediction_unavailable"
+
+
+class OverloadedError(PredictionUnavailableError):
+    """More predictions are waiting in this API process than it lets wait: refused at once,
+    so that those admitted stay fast and a client can go elsewhere or come back shortly."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class UploadTooLargeError(DomainError):

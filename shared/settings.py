@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     predict_timeout_seconds: float = Field(
         5.0, description="How long POST /predict waits for a prediction worker."
     )
+    predict_max_waiting: int = Field(
+        32,
+        ge=1,
+        description=(
+            "Predictions one API process holds waiting for a worker; past it, POST /predict "
+            "answers 503 with Retry-After at once (overload is shed, not queued)."
+        ),
+    )
     max_upload_bytes: int = Field(
         200 * 1024 * 1024, description="Largest dataset upload accepted by POST /datasets."
     )

@@ -48,6 +48,11 @@ class PredictionResult:
 
 
 class PredictionClient(Protocol):
+    def refuse_if_full(self) -> None:
+        """Raise :class:`~shared.errors.OverloadedError` (503, ``Retry-After``) if a new
+        request could not be admitted now; called before the body is read."""
+        ...
+
     async def predict(self, codes: np.ndarray) -> PredictionResult:
         """Score ``codes``, an int8 array (n, 7) whose column j indexes
         ``VOCABULARY[FEATURE_COLUMNS[j]]``.

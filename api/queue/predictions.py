@@ -22,7 +22,10 @@ the per-request work is a future and a deque append:
   when it is lost, the requests waiting on it fail at once, and so do new ones until it is
   made again;
 - one timer per process, not one per request, fails requests that got no reply within the
-  timeout with a clear 503: never a hang.
+  timeout with a clear 503: never a hang;
+- overload is shed, not queued: past ``PREDICT_MAX_WAITING`` requests waiting (gathering or in
+  flight), a new one is refused at once with a 503 and ``Retry-After``. A queue without a bound
+  only turns overload into timeouts for everyone; a bounded one keeps the answers it gives fast.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import contextlib
 import itertools
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -46,7 +50,7 @@ import orjson
 from api.queue.messages import message_builder
 from api.queue.ports import PredictionResult
 from api.queue.resp import RedisAddress, RespConnection, redis_address
-from shared.errors import NoProductionModelError, PredictionUnavailableError
+from shared.errors import NoProductionModelError, OverloadedError, PredictionUnavailableError
 from shared.model.scoring import encode_codes
 from shared.presence import WorkerPresence
 from shared.queues import PREDICTION_QUEUE, start_hint
@@ -72,6 +76,11 @@ _OPEN_SECONDS = REDIS_CONNECT_TIMEOUT_SECONDS + REDIS_SOCKET_TIMEOUT_SECONDS
 #: How often the reply subscription is checked with a PING (a half-open socket is noticed).
 _PING_SECONDS = 5.0
 _REDIS_DOWN = "Redis is unavailable: cannot reach the workers"
+#: What ``Retry-After`` says to a refused client, picked at random per refusal.
+_RETRY_AFTER_SECONDS = (1, 2)
+#: Shortest time between two log lines about shed requests (one line per refusal would cost
+#: the CPU the shedding is there to save).
+_SHED_LOG_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -116,13 +125,45 @@ class RedisPredictionClient:
         #: The subscription was lost, or could not be made: Redis is down until it is back.
         self._redis_lost = False
         self._workers_seen_at = 0.0
-        #: Batches and requests sent, for the benchmark and the tests.
+        self._max_waiting = settings.predict_max_waiting
+        #: Requests admitted and not yet answered (gathering, or in a batch in flight).
+        self._waiting = 0
+        self._shed_logged_at = -_SHED_LOG_SECONDS
+        self._shed_since_log = 0
+        #: Batches and requests sent, and requests refused, for the benchmark and the tests.
         self.batches_sent = 0
         self.requests_sent = 0
+        self.requests_shed = 0
 
     # -- public -------------------------------------------------------------------------------
 
+    def refuse_if_full(self) -> None:
+        """Raise :class:`OverloadedError` if this process already holds as many predictions
+        waiting as it may (the route asks before reading the body, so a shed request costs
+        no parsing; :meth:`predict` asks again)."""
+        if self._waiting < self._max_waiting:
+            return
+        self.requests_shed += 1
+        self._shed_since_log += 1
+        now = time.monotonic()
+        if now - self._shed_logged_at >= _SHED_LOG_SECONDS:
+            log.warning(
+                "overloaded: refused %d prediction request(s) with 503 since the last report "
+                "(%d waiting, PREDICT_MAX_WAITING=%d)",
+                self._shed_since_log,
+                self._waiting,
+                self._max_waiting,
+            )
+            self._shed_logged_at, self._shed_since_log = now, 0
+        raise OverloadedError(
+            f"overloaded: {self._waiting} predictions are already waiting in this API process "
+            f"(PREDICT_MAX_WAITING={self._max_waiting}); retry shortly",
+            # 1 or 2 s at random: clients refused together must not all come back together
+            retry_after_seconds=random.choice(_RETRY_AFTER_SECONDS),
+        )
+
     async def predict(self, codes: np.ndarray) -> PredictionResult:
+        self.refuse_if_full()
         self._start()
         await self._ensure_workers()
         assert self._subscribed is not None and self._wakeup is not None
@@ -134,13 +175,19 @@ class RedisPredictionClient:
                     await self._subscribed.wait()
             except TimeoutError:
                 raise PredictionUnavailableError(_REDIS_DOWN) from None
+        self.refuse_if_full()  # again: the checks above may have awaited
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._queue.append(
             _Pending(encode_codes(codes), len(codes), loop.time() + self._timeout, future)
         )
+        self._waiting += 1
         self._wakeup.set()
-        return self._result(await future)
+        try:
+            reply = await future
+        finally:
+            self._waiting -= 1
+        return self._result(reply)
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -208,23 +208,35 @@ def _answer(model_version: str, probabilities: list[float]) -> bytes:
     )
 
 
+_RESPONSES = error_responses(413, 422, 503)
+_RESPONSES[503]["headers"] = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying; sent when the API sheds load.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses=error_responses(413, 422, 503),
+    responses=_RESPONSES,
     summary="P(death_yn = Yes) for case records",
     openapi_extra=_OPENAPI_BODY,
 )
 @checks_read_key
 async def predict(request: Request) -> Response:
     """Scored by a prediction worker that holds the production model in memory; 503 when no
-    model is promoted yet (train one first) or no worker answers in time.
+    model is promoted yet (train one first), no worker answers in time, or the API already
+    holds `PREDICT_MAX_WAITING` predictions waiting (`overloaded`, with `Retry-After`).
 
     Body: `PredictRequest`, 1 to 10,000 records."""
     services = await get_services(request)
     await require_read_key(request, services.settings)
+    client = services.prediction_client
+    client.refuse_if_full()  # shed before reading the body: a refusal must be cheap
     codes = _codes(await request.body(), _content_type(request.scope))
-    result = await services.prediction_client.predict(codes)
+    result = await client.predict(codes)
     if len(result.probabilities) != len(codes):
         raise RuntimeError(
             f"the prediction worker returned {len(result.probabilities)} probabilities "

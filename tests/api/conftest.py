@@ -61,7 +61,13 @@ class FakePredictionClient:
         self.registry = registry
         self.calls: list[np.ndarray] = []
         self.fail_with: BaseException | None = None
+        #: Raised by refuse_if_full, as the real client does when overloaded.
+        self.full: BaseException | None = None
         self.closed = False
+
+    def refuse_if_full(self) -> None:
+        if self.full is not None:
+            raise self.full
 
     async def predict(self, codes: np.ndarray) -> PredictionResult:
         self.calls.append(codes)

@@ -32,7 +32,7 @@ from api.queue.resp import RespParser, encode_command, redis_address
 from api.queue.training import producer_app
 from cli.stack import free_port
 from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
-from shared.errors import NoProductionModelError, PredictionUnavailableError
+from shared.errors import NoProductionModelError, OverloadedError, PredictionUnavailableError
 from shared.presence import WorkerPresence
 from shared.queues import PREDICT_TASK, PREDICTION_QUEUE
 from shared.settings import Settings
@@ -53,9 +53,15 @@ def expected(codes: np.ndarray) -> list[float]:
     return list(SumScorer().predict_proba(codes).tolist())
 
 
-def client_for(url: str, timeout: float = 10.0) -> RedisPredictionClient:
-    """A client that believes one prediction worker is alive (liveness is tested elsewhere)."""
-    settings = Settings(redis_url=url, predict_timeout_seconds=timeout, redis_prefix="test")
+def client_for(url: str, timeout: float = 10.0, max_waiting: int = 10_000) -> RedisPredictionClient:
+    """A client that believes one prediction worker is alive (liveness is tested elsewhere);
+    its bound on waiting requests is out of the way unless a test sets one."""
+    settings = Settings(
+        redis_url=url,
+        predict_timeout_seconds=timeout,
+        redis_prefix="test",
+        predict_max_waiting=max_waiting,
+    )
     beats = WorkerPresence(fakeredis.FakeRedis(), prefix="test")
     beats.announce(PREDICTION_QUEUE, "worker-1")
     return RedisPredictionClient(settings, beats)
@@ -196,6 +202,43 @@ def test_a_reply_that_misses_a_request_fails_only_that_request(
     for codes, result in zip(inputs, results, strict=True):
         if not isinstance(result, Exception):
             assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
+
+
+def test_past_the_bound_requests_are_refused_at_once_and_those_admitted_are_answered(
+    redis_server: RedisServer, stand_in_workers: StartWorker
+) -> None:
+    """No worker consumes until the bound is full: every request past it is refused before it
+    could have waited for anything, and the admitted ones are answered once a worker runs."""
+    client = client_for(redis_server.url(), timeout=60, max_waiting=5)
+    rng = np.random.default_rng(3)
+    admitted_inputs = [random_codes(rng, 2) for _ in range(5)]
+
+    async def scenario() -> tuple[list[Any], int]:
+        try:
+            admitted = [asyncio.ensure_future(client.predict(c)) for c in admitted_inputs]
+            deadline = time.monotonic() + 30
+            while client.requests_sent < 5:  # all five pushed onto the (unconsumed) queue
+                assert time.monotonic() < deadline, "the admitted requests were never sent"
+                await asyncio.sleep(0.01)
+            refused = 0
+            for _ in range(20):
+                with pytest.raises(OverloadedError, match="PREDICT_MAX_WAITING=5") as caught:
+                    await client.predict(admitted_inputs[0])
+                assert caught.value.status_code == 503 and caught.value.retry_after_seconds
+                refused += 1
+            assert not any(task.done() for task in admitted)  # nothing was answered meanwhile
+            stand_in_workers(redis_server.url())
+            results = await asyncio.gather(*admitted)
+            again = await client.predict(admitted_inputs[0])  # room again once answered
+            return [*results, again], refused
+        finally:
+            await client.aclose()
+
+    results, refused = run(scenario())
+    print(f"\nadmitted 5, refused {refused} at once, then 1 admitted again")
+    assert refused == 20 and client.requests_shed == 20
+    for codes, result in zip([*admitted_inputs, admitted_inputs[0]], results, strict=True):
+        assert result.probabilities == pytest.approx(expected(codes), abs=1e-12)
 
 
 def test_no_reply_is_a_clear_503_after_the_timeout_never_a_hang(

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
-from shared.errors import NoProductionModelError
+from shared.errors import NoProductionModelError, OverloadedError
 from shared.registry.versions import ModelRegistry
 from tests.api.conftest import Api, MakeApi, assert_error, unavailable
 from tests.conftest import SEVERE_CASE
 
 RECORD = SEVERE_CASE
+JSON = {"content-type": "application/json"}
 
 
 def _varied_records(n: int) -> list[dict[str, str]]:
@@ -134,6 +135,25 @@ def test_no_production_model_from_the_worker_is_503(api: Api) -> None:
     assert_error(
         api.client.post("/predict", json={"records": [RECORD]}), 503, "no_production_model"
     )
+
+
+def test_an_overloaded_api_refuses_with_503_and_retry_after_before_reading_the_body(
+    api: Api,
+) -> None:
+    api.predictor.full = OverloadedError("overloaded: 64 predictions are already waiting")
+    # the body is not even valid: a refusal is decided before it is read
+    response = api.client.post("/predict", content=b"{not json", headers=JSON)
+    error = assert_error(response, 503, "overloaded")
+    assert response.headers["retry-after"] == "1"
+    assert "waiting" in error["message"]
+    assert api.predictor.calls == []
+    api.predictor.full = None
+    assert api.client.post("/predict", json={"records": [RECORD]}).status_code == 200
+
+
+def test_the_openapi_documents_retry_after_on_predict_s_503(api: Api) -> None:
+    operation = api.client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    assert "Retry-After" in operation["responses"]["503"]["headers"]
 
 
 def test_no_worker_answering_is_503_prediction_unavailable(api: Api) -> None:
