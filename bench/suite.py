@@ -290,7 +290,7 @@ class Bench:
                 result.extra["jobs_after_window"] = states
                 out["runs"].append(result.as_dict())
                 for job_id in jobs:
-                    http.delete(f"/jobs/{job_id}")
+                    http.post(f"/jobs/{job_id}/cancel")
                 for job_id in jobs:
                     self.wait_job(http, job_id)
         self.results["during_training"] = out
@@ -308,7 +308,7 @@ class Bench:
                     response = http.post("/train", json=body)
                     waits.append(time.perf_counter() - started)
                     response.raise_for_status()
-                    http.delete(f"/jobs/{response.json()['job_id']}")
+                    http.post(f"/jobs/{response.json()['job_id']}/cancel")
                 # drain: every job above was cancelled; wait until the worker is idle again
                 time.sleep(0.5)
                 started = time.perf_counter()

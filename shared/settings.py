@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         5.0, description="How long POST /predict waits for a prediction worker."
     )
     predict_max_waiting: int = Field(
-        32,
+        16,
         ge=1,
         description=(
             "Predictions one API process holds waiting for a worker; past it, POST /predict "
