@@ -5,13 +5,13 @@
 
 It starts its own stack (:class:`cli.stack.LocalStack`: a private redis-server on a free port, a
 training worker, a prediction worker, the API; loopback only, never the machine's Redis), trains
-a first model, then for ``duration_s`` drives, all at once:
+a first model, then for ``duration_s`` (longer if need be, see below) drives, all at once:
 
 - predictions at ``c = single_clients + bulk_clients`` (16): single-record and 1,000-record
   ``POST /predict``, each client thread with its own keep-alive connection;
-- a training every ``train_every_s`` (``POST /train`` on a small dataset, promoted when it
-  passes its gate), polled with ``GET /jobs/{id}`` until it ends, and ``GET /jobs`` every
-  ``list_jobs_every_s``;
+- a training at most every ``train_every_s``, one at a time (``POST /train`` on a small
+  dataset, promoted when it passes its gate), polled with ``GET /jobs/{id}`` until it ends, and
+  ``GET /jobs`` every ``list_jobs_every_s``;
 - every ``admin_every_s`` an upload (``POST /datasets``, a small CSV) and a promotion
   (``GET /models``, then ``POST /models/{v}/promote`` of the newest passing version that is not
   in production);
@@ -23,6 +23,13 @@ the API, each worker's main process, the training worker's pool child, redis-ser
 process holding the other end (``CLIENT LIST`` against ``/proc/net/tcp``), and ``used_memory``
 (``INFO memory``, read every second). The warm-up starts with a burst of ``GET /jobs`` that
 fills the API's Redis pool (:meth:`Traffic.warm_pools`).
+
+The training worker's pool child is sampled apart: after each training has ended, once the
+child is idle again, and before the next training starts
+(:meth:`Traffic.sample_between_trainings`), so every training yields one such sample however
+long it took. The soak goes on past ``duration_s`` (by ``overtime_s`` at most) until
+:attr:`SoakConfig.steady_trainings` of them fall after the warm-up: on a slow machine it lasts
+longer rather than judge the child on fewer.
 
 What "flat" means is in :func:`analyse`; the checks in :func:`verdict`. Every loop is bounded in
 time and in count, and nothing is asserted about throughput: a slow or busy machine sends fewer
@@ -84,6 +91,12 @@ class SoakConfig:
     bulk_records: int = 1000
     #: rows of the dataset every training reads (well within ``train_every_s`` on 2 busy cores)
     train_rows: int = 5_000
+    #: the pool child's windows, in samples between trainings (one per training): a median of 3
+    #: drops one odd sample; the CI variant's steady 45 s hold 4 trainings, so 2 there
+    child_window: int = 3
+    #: how much longer than ``duration_s`` the soak may run to get its
+    #: :attr:`steady_trainings` (each training is bounded by ``train_timeout_s``)
+    overtime_s: float = 300.0
     upload_rows: int = 2_000
     #: ``JOB_TTL_SECONDS`` of the soak's stack: job records expire within the soak, so the key
     #: count can plateau (with the default of 7 days, one record per training would stay).
@@ -109,6 +122,8 @@ class SoakConfig:
             admin_every_s=15.0,
             job_ttl_s=8,
             train_timeout_s=60.0,
+            child_window=2,
+            overtime_s=180.0,
         )
 
     @property
@@ -118,6 +133,19 @@ class SoakConfig:
         traffic mix once and a median can drop a single odd sample."""
         cycle = max(self.train_every_s, self.admin_every_s)
         return max(3, math.ceil(cycle / self.sample_s))
+
+    @property
+    def steady_trainings(self) -> int:
+        """Trainings whose between-trainings sample must fall after the warm-up: enough for two
+        windows of the pool child that do not overlap. The steady part holds more (18 of 6 in
+        the 10-minute soak) or just enough (4 of 4 in CI) at the configured periods; on a slower
+        machine the soak runs longer for them (:meth:`Traffic.sample_loop`)."""
+        return 2 * self.child_window
+
+    @property
+    def max_trainings(self) -> int:
+        """The train loop's bound in count (its bound in time is the soak's)."""
+        return int((self.duration_s + self.overtime_s) // self.train_every_s) + 2
 
     @property
     def job_keys_bound(self) -> int:
@@ -261,17 +289,24 @@ MEMORY_EVERY_S = 1.0
 WARM_POOL_REQUESTS = 20
 
 
+def clients_by_process(client: redis.Redis, pids: dict[str, int]) -> dict[str, int]:
+    """Redis's clients by the process they come from (``pids``: name -> pid; ``other`` for
+    the rest)."""
+    owners = port_owners(pids)
+    by_process: Counter[str] = Counter()
+    for entry in client.client_list():
+        port = int(str(entry.get("addr", ":0")).rsplit(":", 1)[1] or 0)
+        by_process[owners.get(port, "other")] += 1
+    return dict(sorted(by_process.items()))
+
+
 def sample_redis(
     client: redis.Redis, readings: list[dict[str, Any]], pids: dict[str, int]
 ) -> dict[str, Any]:
     """Keys by kind now, memory as the median of ``readings`` (``INFO memory`` since the
     previous sample) and one reading now, and its clients by the process they come from
     (``pids``: name -> pid)."""
-    owners = port_owners(pids)
-    by_process: Counter[str] = Counter()
-    for entry in client.client_list():
-        port = int(str(entry.get("addr", ":0")).rsplit(":", 1)[1] or 0)
-        by_process[owners.get(port, "other")] += 1
+    by_process = clients_by_process(client, pids)
     keys = sorted(k.decode(errors="replace") for k in client.scan_iter(count=1000))
     kinds = classify_keys(keys)
     readings = [*readings, client.info("memory")]
@@ -291,7 +326,7 @@ def sample_redis(
             statistics.median(u - c for u, c in zip(used, clients, strict=True))
         ),
         "job_store_bytes": job_bytes,
-        "clients_by_process": dict(sorted(by_process.items())),
+        "clients_by_process": by_process,
         "job_records": len(kinds["job_records"]),
         "job_shared_keys": len(kinds["job_shared"]),
         "in_flight_keys": len(kinds["in_flight"]),
@@ -311,6 +346,26 @@ def sample_processes(groups: dict[str, int]) -> dict[str, dict[str, Any]]:
             "fd_kinds": kinds,
         }
     return out
+
+
+def cpu_ticks(pid: int) -> tuple[str, int] | None:
+    """The state letter and the CPU ticks (user + system) of ``pid``; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[11]) + int(fields[12])
+
+
+#: Names of the training worker's process group and of its pool children's series.
+TRAINING_GROUP = "worker-training"
+#: After a training has ended, how long the pool child is left to finish returning from the
+#: task before it is probed; then it counts as idle once asleep and without CPU time for
+#: ``IDLE_PROBE_S``, probed for ``IDLE_TIMEOUT_S`` at most (a sample says if it settled).
+TRAINING_SETTLE_S = 1.0
+IDLE_PROBE_S = 0.5
+IDLE_TIMEOUT_S = 10.0
 
 
 # -- traffic ---------------------------------------------------------------------------------
@@ -373,12 +428,14 @@ class Traffic:
         self.groups = groups
         self.tally = Tally()
         self.samples: list[dict[str, Any]] = []
+        #: the training worker's group, sampled after each training (the pool child's series)
+        self.between_trainings: list[dict[str, Any]] = []
         self.trainings: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self.t0 = 0.0
-        #: set while a training is queued or running, and for a moment after it ended
-        self._training = threading.Event()
-        self._idle_after = 0.0
+        #: set once :attr:`SoakConfig.steady_trainings` between-trainings samples follow the
+        #: warm-up: the sampler ends the soak at ``duration_s`` only then
+        self.enough_trainings = threading.Event()
         self.upload_csv = b""
         self.errors: list[str] = []
 
@@ -435,8 +492,8 @@ class Traffic:
         return not self.stop.wait(max(0.0, at - self.elapsed()))
 
     def periodic(self, every: float, offset: float) -> Iterator[int]:
-        """Ticks at ``offset + k * every`` while the soak runs (bounded by its duration)."""
-        count = int((self.config.duration_s - offset) // every) + 1
+        """Ticks at ``offset + k * every`` while the soak runs (bounded by its longest)."""
+        count = int((self.config.duration_s + self.config.overtime_s - offset) // every) + 1
         for k in range(max(0, count)):
             if not self.wait_until(offset + k * every):
                 return
@@ -466,16 +523,62 @@ class Traffic:
                 )
 
     def train_loop(self) -> None:
+        """One training at a time, every ``train_every_s`` or, when one takes longer, right after
+        the previous one: each is waited to its end, then its pool child sampled once idle
+        (:meth:`sample_between_trainings`), then the next starts. So every training yields
+        a sample of the child between trainings, however slow the machine. It stops at the
+        soak's end, or past ``duration_s`` once the soak has its steady trainings."""
         cfg = self.config
-        offset = 0.2 * cfg.sample_s  # just after a sample: the next ones see it finished
+        start = 0.2 * cfg.sample_s  # the phase of the periodic samples, as before
         with self.client(keep_alive=False) as http:
-            for _ in self.periodic(cfg.train_every_s, offset):
-                self._training.set()
-                try:
-                    self.trainings.append(self.train_once(http))
-                finally:
-                    self._idle_after = time.monotonic() + 1.0
-                    self._training.clear()
+            for _ in range(cfg.max_trainings):
+                if not self.wait_until(start):
+                    return
+                if self.elapsed() >= cfg.duration_s and self.enough_trainings.is_set():
+                    return
+                training = self.train_once(http)
+                self.trainings.append(training)
+                if training["status"] in FINAL:  # not one that timed out: it may still run
+                    self.sample_between_trainings(len(self.trainings) - 1)
+                start = max(start + cfg.train_every_s, self.elapsed())
+
+    def sample_between_trainings(self, training: int) -> None:
+        """Sample the training worker's group once its pool child is idle: after
+        :data:`TRAINING_SETTLE_S`, when every child is asleep and has used no CPU for
+        :data:`IDLE_PROBE_S` (at most :data:`IDLE_TIMEOUT_S`; ``settled`` says if it was)."""
+        group = {TRAINING_GROUP: self.groups[TRAINING_GROUP]}
+        if self.stop.wait(TRAINING_SETTLE_S):
+            return
+        deadline = time.monotonic() + IDLE_TIMEOUT_S
+        settled = False
+        before: list[tuple[str, int] | None] = []
+        while not settled and time.monotonic() < deadline:
+            children = [pid for name, pid in process_names(group).items() if name != TRAINING_GROUP]
+            now = [cpu_ticks(pid) for pid in children]
+            settled = now == before and all(c is not None and c[0] == "S" for c in now)
+            before = now
+            if not settled and self.stop.wait(IDLE_PROBE_S):
+                return
+        t = self.elapsed()
+        try:
+            procs = sample_processes(group)
+            pids = {name: proc["pid"] for name, proc in procs.items()}
+            clients = clients_by_process(self.redis, pids)
+        except Exception as exc:  # a sample lost is reported, not fatal
+            self.errors.append(f"sample between trainings at {t:.1f} s: {exc!r}")
+            return
+        self.between_trainings.append(
+            {
+                "t": round(t, 2),
+                "training": training,
+                "settled": settled,
+                "processes": procs,
+                "redis": {"clients_by_process": clients},
+            }
+        )
+        steady = [s for s in self.between_trainings if s["t"] >= self.config.warmup_s]
+        if len(steady) >= self.config.steady_trainings:
+            self.enough_trainings.set()
 
     def train_once(self, http: httpx.Client) -> dict[str, Any]:
         started = self.elapsed()
@@ -559,15 +662,16 @@ class Traffic:
                 http, "POST /models/{v}/promote", "POST", f"/models/{version}/promote", json={}
             )
 
-    def idle(self) -> bool:
-        return not self._training.is_set() and time.monotonic() >= self._idle_after
-
     def sample_loop(self) -> None:
+        """A sample every ``sample_s`` until ``duration_s``, and on past it (``overtime_s`` at
+        most) until the train loop has its steady trainings; then the soak stops."""
         cfg = self.config
-        count = int(cfg.duration_s // cfg.sample_s) + 1
+        count = int((cfg.duration_s + cfg.overtime_s) // cfg.sample_s) + 1
         readings_per_sample = math.ceil(cfg.sample_s / MEMORY_EVERY_S)
         last_names: list[str] | None = None
         for k in range(count):
+            if k * cfg.sample_s > cfg.duration_s and self.enough_trainings.is_set():
+                break
             readings: list[dict[str, Any]] = []
             for _ in range(readings_per_sample):  # every second until the sample is due
                 left = k * cfg.sample_s - self.elapsed()
@@ -579,7 +683,6 @@ class Traffic:
                     readings.append(self.redis.info("memory"))
             if not self.wait_until(k * cfg.sample_s):
                 return
-            idle_before = self.idle()
             t = self.elapsed()
             try:
                 procs = sample_processes(self.groups)
@@ -594,7 +697,6 @@ class Traffic:
             self.samples.append(
                 {
                     "t": round(t, 2),
-                    "training_idle": idle_before and self.idle(),
                     "processes": procs,
                     "redis": rds,
                 }
@@ -625,7 +727,7 @@ class Traffic:
             thread.daemon = True
             thread.start()
         try:
-            sampler.join(cfg.duration_s + 4 * cfg.sample_s + 60)
+            sampler.join(cfg.duration_s + cfg.overtime_s + 4 * cfg.sample_s + 60)
         finally:
             self.stop.set()
         join_deadline = time.monotonic() + cfg.request_timeout_s + cfg.train_timeout_s + 10
@@ -762,10 +864,12 @@ def judge_fds(name: str, rows: list[dict[str, Any]], size: int) -> Series:
 
 
 def is_training_child(name: str) -> bool:
-    return name.startswith("worker-training/")
+    return name.startswith(TRAINING_GROUP + "/")
 
 
-def analyse(samples: list[dict[str, Any]], config: SoakConfig) -> list[Series]:
+def analyse(
+    samples: list[dict[str, Any]], between: list[dict[str, Any]], config: SoakConfig
+) -> list[Series]:
     """Each series after the warm-up, first window against last window.
 
     Why medians of windows, rather than the last sample against the first: RSS moves with the
@@ -776,9 +880,15 @@ def analyse(samples: list[dict[str, Any]], config: SoakConfig) -> list[Series]:
     a sample that caught a burst. A leak moves the whole window, and shows.
 
     Like with like: the training pool child's RSS and descriptors depend on whether it is
-    training (it holds the CSV open, and the fit's arrays), so it is compared only over the
-    samples taken between trainings. Descriptors must not grow at all, but for connections
-    that Redis pools keep at their high-water mark (:func:`judge_fds`).
+    training (it holds the CSV open, and the fit's arrays), so it is judged only on
+    ``between``, the samples the train loop takes after each training once the child is idle
+    (:meth:`Traffic.sample_between_trainings`), in windows of :attr:`SoakConfig.child_window`
+    of them; the periodic samples, which may catch it training, are not used for it. The soak
+    runs until it has :attr:`SoakConfig.steady_trainings` of them after the warm-up, two
+    windows that do not overlap; fewer (trainings that timed out, or the soak's
+    ``overtime_s`` spent) fail the child's series, with the count in the note. Descriptors
+    must not grow at all, but for connections that Redis pools keep at their high-water mark
+    (:func:`judge_fds`).
 
     Redis's ``used_memory`` counts the client buffers of the requests in flight at the instant
     (``mem_clients_normal``: about 400 KiB of 2.2 MiB under this traffic, moving by a quarter
@@ -801,25 +911,36 @@ def analyse(samples: list[dict[str, Any]], config: SoakConfig) -> list[Series]:
     the training cycle at the instant of a sample.
     """
     steady = [s for s in samples if s["t"] >= config.warmup_s]
-    size = config.window
+    idle = [s for s in between if s["t"] >= config.warmup_s]
     limit = config.growth_limit
     out: list[Series] = []
-    names = sorted({n for s in steady for n in s["processes"]})
+    names = sorted({n for s in [*steady, *idle] for n in s["processes"]})
     for name in names:
-        rows = [s for s in steady if name in s["processes"]]
-        note = ""
+        size, note, enough = config.window, "", True
         if is_training_child(name):
-            rows = [s for s in rows if s["training_idle"]]
-            note = "between trainings only"
+            rows = [s for s in idle if name in s["processes"]]
+            size = config.child_window
+            enough = len(rows) >= config.steady_trainings
+            note = f"between trainings only: {len(rows)} samples, one per training" + (
+                ""
+                if enough
+                else f"; too few, {config.steady_trainings} needed (2 windows of child_window="
+                f"{config.child_window}) and overtime_s={config.overtime_s:g} did not get them: "
+                "see the trainings"
+            )
+        else:
+            rows = [s for s in steady if name in s["processes"]]
         rss = [
             s["processes"][name]["rss_kib"] / 1024
             for s in rows
             if s["processes"][name]["rss_kib"] is not None
         ]
-        out.append(
-            replace_note(judge(f"{name} RSS", "MiB", rss, size, "median<limit", limit), note)
-        )
-        out.append(replace_note(judge_fds(name, rows, size), note))
+        for series in (
+            judge(f"{name} RSS", "MiB", rss, size, "median<limit", limit),
+            judge_fds(name, rows, size),
+        ):
+            series.ok = series.ok and enough
+            out.append(replace_note(series, note))
     redis_rows = [s["redis"] for s in steady]
     memory = [r["used_memory"] / 1024 for r in redis_rows]
     net = [r["used_memory_less_clients"] / 1024 for r in redis_rows]
@@ -887,7 +1008,15 @@ def verdict(
     config: SoakConfig,
     errors: list[str],
 ) -> list[Check]:
-    checks = [Check(f"{s.name}: {s.rule}", s.ok, fmt_series(s)) for s in series if s.rule != "-"]
+    checks = [
+        Check(
+            f"{s.name}: {s.rule}",
+            s.ok,
+            fmt_series(s) + (f"; {s.note}" if s.note and not s.ok else ""),
+        )
+        for s in series
+        if s.rule != "-"
+    ]
     failed = tally.failed()
     checks.append(Check("no request failed", failed == 0, f"{failed} failed"))
     if config.inject_invalid_every:
@@ -982,8 +1111,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Warm-up {cfg['warmup_s']:g} s, a sample every {cfg['sample_s']:g} s, windows of "
         f"{result['window']} samples; predictions at c={cfg['single_clients'] + cfg['bulk_clients']}"
         f" ({cfg['single_clients']} single-record + {cfg['bulk_clients']} "
-        f"{cfg['bulk_records']:,}-record clients), a training every {cfg['train_every_s']:g} s "
-        f"({cfg['train_rows']:,} rows), an upload and a promotion every {cfg['admin_every_s']:g} s,"
+        f"{cfg['bulk_records']:,}-record clients), a training at most every "
+        f"{cfg['train_every_s']:g} s ({cfg['train_rows']:,} rows; the pool child judged in "
+        f"windows of {cfg['child_window']} samples between trainings), an upload and a promotion every {cfg['admin_every_s']:g} s,"
         f" `JOB_TTL_SECONDS={cfg['job_ttl_s']}`. Elapsed {result['elapsed_s']:.0f} s.",
         "",
         f"**{'PASS' if result['ok'] else 'FAIL'}**",
@@ -1005,11 +1135,17 @@ def markdown(result: dict[str, Any]) -> str:
     if result["injected"]:
         lines += ["", f"Injected faults (not failures): {result['injected']}"]
     t = result["trainings"]
+    between = result["between_trainings"]
+    steady = sum(b["t"] >= cfg["warmup_s"] for b in between)
+    needed = 2 * cfg["child_window"]
     lines += [
         "",
         f"Trainings: {len(t)} ({dict(Counter(x['status'] for x in t))}), "
         f"seconds each: median {result['training_seconds_median']}, "
-        f"max {result['training_seconds_max']}.",
+        f"max {result['training_seconds_max']}; the pool child sampled after "
+        f"{len(between)} of them ({steady} after the warm-up, {needed} needed, "
+        f"{len(between) - sum(b['settled'] for b in between)} not idle within "
+        f"{IDLE_TIMEOUT_S:g} s).",
         "",
         "| check | ok | detail |",
         "|---|---|---|",
@@ -1105,7 +1241,7 @@ def run_soak(config: SoakConfig, work: Path, log: Callable[[str], None] = print)
         stack.stop()
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     errors = traffic.errors + [f"{name} exited:\n{logs[name]}" for name in logs]
-    series = analyse(traffic.samples, config)
+    series = analyse(traffic.samples, traffic.between_trainings, config)
     checks = verdict(series, traffic.tally, traffic.trainings, traffic.samples, config, errors)
     seconds = [t["seconds"] for t in traffic.trainings if "seconds" in t]
     return {
@@ -1124,6 +1260,7 @@ def run_soak(config: SoakConfig, work: Path, log: Callable[[str], None] = print)
         "training_seconds_median": round(statistics.median(seconds), 2) if seconds else None,
         "training_seconds_max": max(seconds) if seconds else None,
         "samples": traffic.samples,
+        "between_trainings": traffic.between_trainings,
     }
 
 

@@ -6,7 +6,9 @@ every 5 s, a training every 10 s, an upload and a promotion every 15 s). It asse
 about throughput, only growth and failures.
 
 The other tests feed the analysis made-up samples, so that what "flat" means is pinned down
-without a stack: a leak fails, noise of the kind a busy machine makes does not.
+without a stack: a leak fails, noise of the kind a busy machine makes does not; and the
+training pool child is judged on the samples taken between trainings, whatever the periodic
+samples caught.
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ def test_one_minute_of_mixed_traffic_leaks_nothing(tmp_path: Path) -> None:
 # -- the analysis, on made-up samples -----------------------------------------------------------
 
 CONFIG = SoakConfig.ci()  # warm-up 15 s, a sample every 5 s, windows of 3 samples
+CHILD = "worker-training/child"
 Tweak = Callable[[int, dict[str, Any]], None]
 
 
 def samples(tweak: Tweak | None = None, count: int = 13) -> list[dict[str, Any]]:
     """A flat run: ``count`` samples 5 s apart; ``tweak(i, sample)`` changes sample ``i``."""
     base = {
-        "training_idle": True,
         "processes": {
             "api": {"pid": 10, "rss_kib": 200_000, "fds": 44},
             "worker-training": {"pid": 20, "rss_kib": 190_000, "fds": 24},
@@ -82,8 +84,34 @@ def samples(tweak: Tweak | None = None, count: int = 13) -> list[dict[str, Any]]
     return out
 
 
-def failing(runs: list[dict[str, Any]]) -> list[str]:
-    return [s.name for s in analyse(runs, CONFIG) if not s.ok]
+def between(tweak: Tweak | None = None, count: int = 6) -> list[dict[str, Any]]:
+    """The train loop's samples of the training worker, one after each of ``count`` trainings
+    (10 s apart from 3 s, so the first falls in the warm-up); ``tweak(i, sample)`` changes
+    sample ``i``."""
+    base = {
+        "settled": True,
+        "processes": {
+            "worker-training": {"pid": 20, "rss_kib": 190_000, "fds": 24},
+            CHILD: {"pid": 21, "rss_kib": 160_000, "fds": 13},
+        },
+        "redis": {"clients_by_process": {"worker-training": 7, CHILD: 1, "other": 29}},
+    }
+    out = []
+    for i in range(count):
+        sample = copy.deepcopy(base)
+        sample["t"], sample["training"] = 3 + 10 * i, i
+        if tweak is not None:
+            tweak(i, sample)
+        out.append(sample)
+    return out
+
+
+def failing(runs: list[dict[str, Any]], idle: list[dict[str, Any]] | None = None) -> list[str]:
+    return [s.name for s in analyse(runs, between() if idle is None else idle, CONFIG) if not s.ok]
+
+
+def child_series(runs: list[dict[str, Any]], idle: list[dict[str, Any]]) -> dict[str, Any]:
+    return {s.name: s for s in analyse(runs, idle, CONFIG) if s.name.startswith(CHILD)}
 
 
 def test_a_flat_run_passes() -> None:
@@ -168,14 +196,44 @@ def test_a_descriptor_leaked_by_redis_server_fails() -> None:
     assert failing(samples(leak)) == ["redis fds"]
 
 
-def test_the_training_child_is_compared_between_trainings_only() -> None:
+def test_the_training_child_is_judged_on_the_samples_between_trainings() -> None:
     def training(i: int, s: dict[str, Any]) -> None:
-        if i >= 10:  # training at the end: the fit's memory and the CSV held
-            s["training_idle"] = False
-            s["processes"]["worker-training/child"]["rss_kib"] = 300_000
-            s["processes"]["worker-training/child"]["fds"] = 15
+        # every periodic sample caught a training (a slow machine), the last ones the fit's
+        # biggest arrays and the CSV open: none of it is the child's own growth
+        s["processes"][CHILD]["rss_kib"] = 300_000 if i >= 10 else 200_000
+        s["processes"][CHILD]["fds"] = 15 if i >= 10 else 14
 
-    assert failing(samples(training)) == []
+    runs = samples(training)
+    assert failing(runs) == []
+    series = child_series(runs, between())
+    assert series[f"{CHILD} RSS"].first == series[f"{CHILD} RSS"].last == 160_000 / 1024
+    assert series[f"{CHILD} RSS"].samples == 4  # the 4 after the warm-up (t >= 15 s)
+    assert "between trainings only: 4 samples" in series[f"{CHILD} RSS"].note
+
+    def leak(i: int, s: dict[str, Any]) -> None:  # the child keeps each fit's arrays
+        s["processes"][CHILD]["rss_kib"] = 160_000 + 6_000 * i  # +3.75% a training
+        s["processes"][CHILD]["fds"] = 13 + i  # and the CSV it read
+
+    assert failing(samples(), between(leak)) == [f"{CHILD} RSS", f"{CHILD} fds"]
+
+
+def test_the_training_child_with_too_few_samples_between_trainings_fails_and_says_so() -> None:
+    runs = samples()
+    for idle in (between(count=5), []):  # 3 after the warm-up, then none: 4 needed in CI
+        series = child_series(runs, idle)
+        assert [s.ok for s in series.values()] == [False, False]  # however flat
+        checks = verdict(list(series.values()), Tally(), [], runs, CONFIG, [])
+        for check in checks[:2]:
+            assert check.name.startswith(CHILD) and not check.ok
+            assert "too few, 4 needed (2 windows of child_window=2)" in check.detail
+
+
+def test_the_ci_variant_needs_as_many_trainings_as_its_steady_part_holds() -> None:
+    steady_s = CONFIG.duration_s - CONFIG.warmup_s
+    assert CONFIG.steady_trainings == 2 * CONFIG.child_window
+    assert CONFIG.steady_trainings <= steady_s // CONFIG.train_every_s
+    full = SoakConfig()  # and the 10-minute soak's
+    assert full.steady_trainings <= (full.duration_s - full.warmup_s) // full.train_every_s
 
 
 def test_the_warm_up_is_left_out() -> None:
@@ -211,7 +269,7 @@ def test_another_key_appearing_fails() -> None:
 
 def test_failures_fail_and_injected_faults_do_not() -> None:
     runs = samples()
-    series = analyse(runs, CONFIG)
+    series = analyse(runs, between(), CONFIG)
     trainings = [{"status": "succeeded"}]
     tally = Tally()
     tally.record("POST /predict (1)", "200", True)
