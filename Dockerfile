@@ -40,4 +40,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "cli.healthcheck", "api"]
 
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+# API_WORKERS uvicorn processes (default 1) with their metrics summed: api/server.py.
+CMD ["python", "-m", "api.server", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,5 +1,6 @@
-"""The app factory. ``uvicorn api.main:app`` serves the module-level app; tests build their own
-with :func:`create_app` and in-process fakes for the queue boundary.
+"""The app factory. ``uvicorn api.main:app`` serves the module-level app (``python -m
+api.server`` runs it as several processes); tests build their own with :func:`create_app` and
+in-process fakes for the queue boundary.
 
 Middleware, outermost first: metrics (sees every answer, 500s included), request ids, CORS
 (only when ``CORS_ORIGINS`` is set), the body limit; then the routes.
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if owned:
                 current.redis.close()
                 app.state.services = None
+                app.state.metrics.process_exiting()
 
     app = FastAPI(
         title="runtime-v-training",

@@ -2,9 +2,13 @@
 
 Two kinds of facts end up there:
 
-- what this API process saw (requests by route template and status, their latency,
-  predictions by model version): ordinary ``prometheus_client`` metrics in a registry of the
-  app's own, updated by :class:`MetricsMiddleware` and the predict route;
+- what the API saw (requests by route template and status, their latency, predictions by
+  model version): ``prometheus_client`` metrics updated by :class:`MetricsMiddleware` and the
+  predict route. Run as several processes (``python -m api.server``, :mod:`api.server`), they
+  are kept in prometheus_client's multiprocess files, and a scrape, whichever process answers
+  it, sums every process's (the per-process ``process_*`` and ``python_gc_*`` families are then
+  left out: they would describe only the process that happened to answer). Run as one plain
+  ``uvicorn`` process (and in tests), they live in a registry of the app's own;
 - what the workers did (jobs by final status, training durations) and the state of the queues
   and workers: read from Redis when Prometheus scrapes, by :class:`RedisCollector`. The job
   store records job outcomes atomically with each final transition (see :mod:`shared.jobs.store`),
@@ -18,11 +22,19 @@ absent, and everything else is still served.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    multiprocess,
+    values,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -41,7 +53,7 @@ from api.services import Services
 from shared.jobs.records import FINAL_STATUSES
 from shared.queues import QUEUES, broker_lists
 
-__all__ = ["ApiMetrics", "MetricsMiddleware", "RedisCollector"]
+__all__ = ["ApiMetrics", "MetricsMiddleware", "RedisCollector", "multiprocess_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +69,54 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 JOB_KINDS = ("training",)
 
 
+def multiprocess_folder() -> str | None:
+    """prometheus_client's multiprocess folder when this process runs in that mode, else None.
+    The mode is fixed when prometheus_client is first imported: a folder named only later
+    would be read by scrapes and never written, so that is refused."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    if folder is not None and values.ValueClass is values.MutexValue:
+        raise RuntimeError(
+            "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported: set it "
+            "before the process starts (python -m api.server does)"
+        )
+    return folder
+
+
 class ApiMetrics:
     """The metrics of one app. Its own registry (not the process-global one), so that several
-    apps in one process (the tests) never share counters."""
+    apps in one process (the tests) never share counters; in multiprocess mode the registry
+    reads every process's files instead."""
 
     def __init__(self, services: Callable[[], Services | None] | None = None) -> None:
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        self.folder = multiprocess_folder()
+        if self.folder is not None:
+            multiprocess.MultiProcessCollector(self.registry, path=self.folder)
+            PlatformCollector(registry=self.registry)
+            own: CollectorRegistry | None = None  # written to the files, read from them
+        else:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+            own = self.registry
         self._requests = Counter(
             "rvt_http_requests",
             "HTTP requests answered, by method, route template and status.",
             ("method", "route", "status"),
-            registry=self.registry,
+            registry=own,
         )
         self._latency = Histogram(
             "rvt_http_request_duration_seconds",
             "Time from a request's arrival to its last response byte, by route template.",
             ("method", "route"),
             buckets=HTTP_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
         self._predictions = Counter(
             "rvt_predictions",
             "Records scored by POST /predict, by the model version that scored them.",
             ("model_version",),
-            registry=self.registry,
+            registry=own,
         )
         # Labelled children looked up once per (method, route, status): the per-request cost
         # is then a dict lookup, an increment and an observation.
@@ -113,6 +146,12 @@ class ApiMetrics:
         worker-side families."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+    def process_exiting(self) -> None:
+        """At the end of this process: prometheus_client's bookkeeping for a dead process (its
+        counters stay counted; only live-gauge files go)."""
+        if self.folder is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.folder)
 
 
 class RedisCollector(Collector):

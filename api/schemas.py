@@ -5,16 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from shared.data.store import DATASET_NAME_PATTERN
 from shared.jobs.records import JOB_ID_PATTERN, JobStatus
-from shared.model.pipeline import ModelParams
+from shared.model import pipeline as estimators
+from shared.model.pipeline import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    BoostingParams,
+    Estimator,
+    ModelParams,
+)
 from shared.model.training import SplitParams
 from shared.registry.versions import VERSION_PATTERN
 
 _MODEL_DEFAULTS = ModelParams()
+_BOOSTING_DEFAULTS = BoostingParams()
 _SPLIT_DEFAULTS = SplitParams()
 MAX_RECORDS = 10_000
 #: The largest integer every JSON client reads exactly (a double's 53 bits): bounds beyond it
@@ -68,6 +85,8 @@ class ErrorResponse(BaseModel):
 
 
 class TrainParams(_Strict):
+    """Parameters of `logistic_regression`."""
+
     C: float = Field(
         _MODEL_DEFAULTS.C, gt=0, allow_inf_nan=False, description="Inverse regularisation."
     )
@@ -75,7 +94,68 @@ class TrainParams(_Strict):
     max_iter: JsonInt = Field(_MODEL_DEFAULTS.max_iter, ge=1, le=100_000)
 
 
+class BoostingTrainParams(_Strict):
+    """Parameters of `hist_gradient_boosting` (scikit-learn's HistGradientBoostingClassifier,
+    native categorical splits). Fixed by the project, because they would mean something else
+    on the aggregated counts training fits: `min_samples_leaf` (1) and `early_stopping` (off);
+    `class_weight` "balanced" is computed from the case counts."""
+
+    learning_rate: float = Field(_BOOSTING_DEFAULTS.learning_rate, gt=0, le=1)
+    max_iter: JsonInt = Field(
+        _BOOSTING_DEFAULTS.max_iter,
+        ge=1,
+        le=estimators.MAX_BOOSTING_ITER,
+        description="Boosting iterations (trees).",
+    )
+    max_leaf_nodes: JsonInt = Field(
+        _BOOSTING_DEFAULTS.max_leaf_nodes, ge=2, le=estimators.MAX_LEAF_NODES
+    )
+    # the bounds inside the Annotated: on an optional field they must constrain the integer
+    max_depth: (
+        Annotated[int, Field(ge=1, le=estimators.MAX_DEPTH), BeforeValidator(_integral)] | None
+    ) = Field(_BOOSTING_DEFAULTS.max_depth, description="null: no limit.")
+    l2_regularization: float = Field(
+        _BOOSTING_DEFAULTS.l2_regularization, ge=0, le=estimators.MAX_L2_REGULARIZATION
+    )
+    class_weight: Literal["balanced"] | None = Field(_BOOSTING_DEFAULTS.class_weight)
+
+
+_PARAMS_OF: dict[str, type[TrainParams] | type[BoostingTrainParams]] = {
+    "logistic_regression": TrainParams,
+    "hist_gradient_boosting": BoostingTrainParams,
+}
+assert set(_PARAMS_OF) == set(ESTIMATORS)
+assert tuple(BoostingTrainParams.model_fields) == estimators.SETTABLE["hist_gradient_boosting"]
+assert tuple(TrainParams.model_fields) == estimators.SETTABLE["logistic_regression"]
+
+
+def _params_per_estimator(schema: dict[str, Any]) -> None:
+    """What the validator below checks, said in the schema: ``params`` takes the parameters
+    of the estimator the body names (the default one when it names none)."""
+    logistic, boosting = schema["properties"]["params"]["anyOf"]  # the field's union, in order
+    schema["if"] = {
+        "properties": {"estimator": {"const": "hist_gradient_boosting"}},
+        "required": ["estimator"],
+    }
+    schema["then"] = {"properties": {"params": boosting}}
+    schema["else"] = {"properties": {"params": logistic}}
+
+
 class TrainRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra=_params_per_estimator)
+
+    estimator: Estimator = Field(
+        DEFAULT_ESTIMATOR,
+        description="The model trained: `logistic_regression` (one-hot encoded) or "
+        "`hist_gradient_boosting` (gradient-boosted trees with categorical splits).",
+    )
+    #: ``params`` is validated against the named estimator's parameters (see the validator);
+    #: omitted, it is that estimator's defaults.
+    params: TrainParams | BoostingTrainParams = Field(
+        default_factory=TrainParams,
+        description="The estimator's parameters: `TrainParams` for `logistic_regression`, "
+        "`BoostingTrainParams` for `hist_gradient_boosting`.",
+    )
     dataset: str | None = Field(
         None,
         min_length=5,
@@ -86,13 +166,31 @@ class TrainRequest(_Strict):
             "default: the server's default dataset."
         ),
     )
-    params: TrainParams = Field(default_factory=TrainParams)
     test_size: float = Field(_SPLIT_DEFAULTS.test_size, gt=0, lt=1)
     random_state: JsonInt = Field(_SPLIT_DEFAULTS.random_state, ge=0, le=MAX_JSON_INT)
     min_roc_auc: float | None = Field(
         None, ge=0, le=1, description="Quality gate; default: the server's MIN_ROC_AUC."
     )
     promote: bool = Field(True, description="Promote the new version if it passes the gate.")
+
+    @field_validator("params", mode="wrap")
+    @classmethod
+    def _params_of_the_estimator(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """Validate ``params`` as the named estimator's, so that an error names the field
+        (``params.learning_rate``), not a union member."""
+        estimator = info.data.get("estimator")
+        if estimator is None:  # the estimator itself was invalid: that is the error to report
+            return TrainParams()
+        kind = _PARAMS_OF[estimator]
+        return value if isinstance(value, kind) else kind.model_validate(value, strict=True)
+
+    @model_validator(mode="after")
+    def _default_params_follow_the_estimator(self) -> TrainRequest:
+        if "params" not in self.model_fields_set:
+            self.params = _PARAMS_OF[self.estimator]()
+        return self
 
 
 class TrainAccepted(BaseModel):
@@ -174,11 +272,45 @@ class CaseRecord(_Strict):
 
 class PredictRequest(_Strict):
     records: list[CaseRecord] = Field(min_length=1, max_length=MAX_RECORDS)
+    explain: bool = Field(
+        False, description="Also give each prediction its `explanation` (see `Explanation`)."
+    )
+
+
+class Contributions(BaseModel):
+    """Each feature's Shapley value, in log-odds."""
+
+    current_status: float
+    sex: float
+    age_group: float
+    race_ethnicity_combined: float
+    hosp_yn: float
+    icu_yn: float
+    medcond_yn: float
+
+
+assert tuple(Contributions.model_fields) == FEATURE_COLUMNS
+
+
+class Explanation(BaseModel):
+    """Exact interventional Shapley values of the seven features, in log-odds, against the
+    training data's distribution (the training side's cases, kept with the version):
+    `baseline_log_odds` plus the contributions is the prediction's log-odds,
+    log(p / (1 - p))."""
+
+    baseline_log_odds: float = Field(
+        description="The mean log-odds over the training cases: the prediction before any of "
+        "the record's features is known."
+    )
+    contributions: Contributions
 
 
 class Prediction(BaseModel):
     label: Literal["Yes", "No"] = Field(description='"Yes" when probability >= 0.5.')
     probability: float = Field(ge=0, le=1, description="P(death_yn = Yes).")
+    explanation: Explanation | None = Field(
+        None, description='Only when the request says `"explain": true`.'
+    )
 
 
 class PredictResponse(BaseModel):
@@ -191,6 +323,7 @@ FIELD_CHOICES: dict[str, list[Any]] = {
     **{column: list(VOCABULARY[column]) for column in FEATURE_COLUMNS},
     "status": [status.value for status in JobStatus],
     "class_weight": [None, "balanced"],
+    "estimator": list(ESTIMATORS),
 }
 
 
@@ -278,6 +411,10 @@ Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 class ModelSummary(BaseModel):
     version: Version
     created_at: datetime | None = None
+    estimator: str | None = Field(
+        None,
+        description="null: saved before the estimator could be chosen (a logistic regression).",
+    )
     dataset: DatasetRef | None = None
     rows: dict[str, int] | None = None
     metrics: KeyMetrics | None = None

@@ -179,7 +179,17 @@ def _start_stack(work: Path, max_waiting: int) -> LocalStack:
         log_dir=work / "logs",
         env={"LOG_LEVEL": "WARNING", "PREDICT_MAX_WAITING": str(max_waiting)},
     )
-    stack.start(timeout=120)
+    try:
+        stack.start(timeout=120)
+        _first_model(stack)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _first_model(stack: LocalStack) -> None:
+    """Train and serve a first model, or raise."""
     with httpx.Client(base_url=stack.base_url, timeout=60) as http:
         job_id = http.post("/train", json={}).raise_for_status().json()["job_id"]
         deadline = time.monotonic() + 300
@@ -198,7 +208,6 @@ def _start_stack(work: Path, max_waiting: int) -> LocalStack:
             if time.monotonic() > deadline:
                 raise TimeoutError("the model is not served")
             time.sleep(0.1)
-    return stack
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,18 +18,31 @@ from rich.table import Table
 from api.security import API_KEY_HEADER
 from cli.console import err, fail, fmt, one_line_errors, out, progress_columns
 from cli.demo import demo
-from cli.options import ClassWeightOption
+from cli.options import (
+    ClassWeightOpt,
+    COpt,
+    EstimatorOpt,
+    EstimatorOption,
+    L2RegularizationOpt,
+    LearningRateOpt,
+    MaxDepthOpt,
+    MaxIterOpt,
+    MaxLeafNodesOpt,
+    model_params,
+)
 from cli.remote import api_app
 from cli.stack import LocalStack, StackError
-from shared import stores
+from shared import registry_events, stores
 from shared.data.store import DatasetStore
 from shared.data.synthetic import write_synthetic_csv
+from shared.errors import InvalidParameterError
 from shared.model.evaluation import KEY_METRICS
-from shared.model.pipeline import ModelParams
+from shared.model.pipeline import estimator_params
 from shared.model.training import Progress as TrainingProgress
 from shared.model.training import SplitParams, register_run, train_model
 from shared.registry.versions import ModelRegistry, ModelVersion
 from shared.settings import Settings, get_settings
+from shared.storage.location import StoreLocation
 
 app = typer.Typer(
     help="runtime-v-training: train a CDC death_yn model inline, or run it as a service.",
@@ -50,6 +63,20 @@ def _registry(settings: Settings) -> ModelRegistry:
 
 def _datasets(settings: Settings) -> DatasetStore:
     return stores.dataset_store(settings)
+
+
+def _announcer(settings: Settings) -> registry_events.AliasAnnouncer | None:
+    """Where alias changes made here are announced: the service's Redis when ``REDIS_URL``
+    is set. Unset, there is no service's Redis to tell (``rvt serve`` runs a private one on a
+    free port): serving processes then find the change at their next poll of the alias."""
+    if "redis_url" not in settings.model_fields_set:
+        return None
+    return registry_events.AliasAnnouncer(stores.redis_client(settings), settings.redis_prefix)
+
+
+def _absolute(location: StoreLocation) -> StoreLocation:
+    """A folder made absolute (the stack's processes run elsewhere); an s3:// URL as it is."""
+    return location.resolve() if isinstance(location, Path) else location
 
 
 @contextmanager
@@ -83,7 +110,10 @@ def data_generate(
 ) -> None:
     """Write a synthetic CDC-schema dataset, deterministic for a seed and row count."""
     if out_file is None:
-        out_file = get_settings().data_dir / "synthetic.csv"
+        data_dir = get_settings().data_dir
+        if not isinstance(data_dir, Path):
+            raise InvalidParameterError("DATA_DIR is an object store: name a local file with --out")
+        out_file = data_dir / "synthetic.csv"
     started = time.perf_counter()
     out_file.parent.mkdir(parents=True, exist_ok=True)
     write_synthetic_csv(out_file, rows, seed=seed)
@@ -114,11 +144,14 @@ def train(
     data: Annotated[
         Path | None, typer.Option(help="CSV to train on (default: the synthetic dataset).")
     ] = None,
-    c: Annotated[float, typer.Option("--C", help="Inverse regularisation strength.")] = 1.0,
-    class_weight: Annotated[
-        ClassWeightOption, typer.Option(help="'balanced' reweights the rare class.")
-    ] = ClassWeightOption.none,
-    max_iter: Annotated[int, typer.Option(help="Solver iterations at most.")] = 1000,
+    estimator: EstimatorOpt = EstimatorOption.logistic_regression,
+    c: COpt = None,
+    class_weight: ClassWeightOpt = None,
+    max_iter: MaxIterOpt = None,
+    learning_rate: LearningRateOpt = None,
+    max_leaf_nodes: MaxLeafNodesOpt = None,
+    max_depth: MaxDepthOpt = None,
+    l2_regularization: L2RegularizationOpt = None,
     test_size: Annotated[float, typer.Option(help="Share of rows held out.")] = 0.2,
     random_state: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 42,
     min_roc_auc: Annotated[
@@ -133,19 +166,23 @@ def train(
 ) -> None:
     """Train inline, in the foreground: the way the prototype did it, measured."""
     settings = get_settings()
-    params = ModelParams(
-        C=c,
-        class_weight=None if class_weight is ClassWeightOption.none else "balanced",
-        max_iter=max_iter,
+    params = estimator_params(
+        estimator.value,
+        model_params(
+            c, class_weight, max_iter, learning_rate, max_leaf_nodes, max_depth, l2_regularization
+        ),
     )
     split = SplitParams(test_size=test_size, random_state=random_state)
     minimums = {"roc_auc": settings.min_roc_auc if min_roc_auc is None else min_roc_auc}
-    dataset = data if data is not None else _datasets(settings).ensure_default().path
+    datasets = _datasets(settings)
+    dataset = data if data is not None else datasets.source(datasets.ensure_default())
     started = time.perf_counter()
     with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as on_progress:
         run = train_model(dataset, params, split, minimums, on_progress, settings.chunk_rows)
         registered = register_run(_registry(settings), run, promote, on_progress)
     wall = time.perf_counter() - started
+    if registered.promoted and (announcer := _announcer(settings)) is not None:
+        announcer.announce(registered.version.version, "promote")
     metadata = registered.version.metadata
     if as_json:
         print(json.dumps(metadata, indent=2, sort_keys=True))
@@ -159,7 +196,8 @@ def _print_summary(
     rows = metadata["rows"]
     metrics = metadata["metrics"]
     out.print(
-        f"[bold]{metadata['version']}[/] trained on {metadata['dataset']['name']}: "
+        f"[bold]{metadata['version']}[/] ({metadata.get('estimator', 'logistic_regression')}) "
+        f"trained on {metadata['dataset']['name']}: "
         f"{rows['read']:,} rows read, {rows['labelled']:,} labelled "
         f"({rows['train']:,} train / {rows['test']:,} test), "
         f"{rows['left_out_unlabelled']:,} left out (no Yes/No label)"
@@ -235,8 +273,10 @@ def models_promote(
     version: str,
     force: Annotated[bool, typer.Option(help="Promote even if it failed the gate.")] = False,
 ) -> None:
-    """Make a version production; serving processes follow within a second."""
-    state = _registry(get_settings()).promote(version, force=force)
+    """Make a version production; serving processes follow within a second (announced on
+    REDIS_URL when it is set, else at their next poll)."""
+    settings = get_settings()
+    state = registry_events.promote(_registry(settings), _announcer(settings), version, force)
     err.print(f"production is now {state.version}", highlight=False)
 
 
@@ -244,7 +284,8 @@ def models_promote(
 @one_line_errors
 def models_rollback() -> None:
     """Go back to the previous production version."""
-    state = _registry(get_settings()).rollback()
+    settings = get_settings()
+    state = registry_events.rollback(_registry(settings), _announcer(settings))
     err.print(f"production is now {state.version}", highlight=False)
 
 
@@ -254,12 +295,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="API port (default: PORT).")] = None,
 ) -> None:
     """Run the whole service on this machine: Redis (a private one unless REDIS_URL is set),
-    a training worker, a prediction worker and the API. Ctrl-C stops everything."""
+    a training worker, a prediction worker and the API (API_WORKERS processes). Ctrl-C stops
+    everything."""
     settings = get_settings()
     user_redis = settings.redis_url if "redis_url" in settings.model_fields_set else None
     stack = LocalStack(
-        models_dir=settings.models_dir.resolve(),
-        data_dir=settings.data_dir.resolve(),
+        models_dir=_absolute(settings.models_dir),
+        data_dir=_absolute(settings.data_dir),
         redis_url=user_redis,
         host=settings.host,
         port=port or settings.port,
@@ -282,7 +324,7 @@ def serve(
         key_header = f" -H '{API_KEY_HEADER}: <API_KEY>'" if settings.api_key_value else ""
         err.print(
             f"\n[bold]runtime-v-training is up[/]\n"
-            f"  API        {stack.base_url}\n"
+            f"  API        {stack.base_url} ({settings.api_workers} process(es): API_WORKERS)\n"
             f"  API docs   {stack.base_url}/docs\n"
             f"  readiness  {stack.base_url}/readyz\n"
             f"  Redis      {stack.redis_url}\n"

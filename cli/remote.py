@@ -20,7 +20,21 @@ from rich.table import Column, Table
 
 from cli.client import ApiClient, Job, default_wait_seconds
 from cli.console import err, fmt, one_line_errors, out, progress_columns
-from cli.options import ApiKeyOption, ClassWeightOption, TimeoutOption, UrlOption
+from cli.options import (
+    ApiKeyOption,
+    ClassWeightOpt,
+    COpt,
+    EstimatorOpt,
+    EstimatorOption,
+    L2RegularizationOpt,
+    LearningRateOpt,
+    MaxDepthOpt,
+    MaxIterOpt,
+    MaxLeafNodesOpt,
+    TimeoutOption,
+    UrlOption,
+    model_params,
+)
 from shared.data.schema import FEATURE_COLUMNS
 from shared.model.evaluation import KEY_METRICS
 from shared.settings import get_settings
@@ -55,9 +69,14 @@ def watch_job(client: ApiClient, job_id: str, timeout: float | None) -> Job:
 @one_line_errors
 def api_train(
     dataset: Annotated[str | None, typer.Option(help="A name from `rvt api datasets`.")] = None,
-    c: Annotated[float | None, typer.Option("--C")] = None,
-    class_weight: Annotated[ClassWeightOption | None, typer.Option()] = None,
-    max_iter: Annotated[int | None, typer.Option()] = None,
+    estimator: EstimatorOpt = EstimatorOption.logistic_regression,
+    c: COpt = None,
+    class_weight: ClassWeightOpt = None,
+    max_iter: MaxIterOpt = None,
+    learning_rate: LearningRateOpt = None,
+    max_leaf_nodes: MaxLeafNodesOpt = None,
+    max_depth: MaxDepthOpt = None,
+    l2_regularization: L2RegularizationOpt = None,
     promote: Annotated[bool, typer.Option("--promote/--no-promote")] = True,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Watch the job to its end.")
@@ -67,14 +86,10 @@ def api_train(
     api_key: ApiKeyOption = None,
 ) -> None:
     """Submit a training job; the API answers at once, the job runs on a worker."""
-    params: dict[str, Any] = {}
-    if c is not None:
-        params["C"] = c
-    if class_weight is not None:
-        params["class_weight"] = None if class_weight is ClassWeightOption.none else "balanced"
-    if max_iter is not None:
-        params["max_iter"] = max_iter
-    body: dict[str, Any] = {"promote": promote, "params": params}
+    params = model_params(
+        c, class_weight, max_iter, learning_rate, max_leaf_nodes, max_depth, l2_regularization
+    )
+    body: dict[str, Any] = {"estimator": estimator.value, "promote": promote, "params": params}
     if dataset:
         body["dataset"] = dataset
     with ApiClient(url, api_key) as client:

@@ -1,5 +1,5 @@
 """The whole service on one machine, as real processes: a private Redis (unless one is given),
-a training worker, a prediction worker and the API.
+a training worker, a prediction worker and the API (``API_WORKERS`` processes).
 
 ``make run`` uses it, and so do the integration tests and the benchmarks, so that what they
 exercise is exactly what a user runs. It imports neither FastAPI nor Celery: it starts them by
@@ -25,14 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.storage.location import S3Location
+
 PYTHON = sys.executable
 
 
 def api_command(host: str, port: int) -> list[str]:
-    return [
-        PYTHON, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port),
-        "--no-access-log", "--loop", "uvloop", "--http", "httptools",
-    ]  # fmt: skip
+    """The API's launcher: uvicorn with ``API_WORKERS`` processes and metrics summed across
+    them (:mod:`api.server`)."""
+    return [PYTHON, "-m", "api.server", "--host", host, "--port", str(port)]
 
 
 def worker_command(queue: str, concurrency: int = 1) -> list[str]:
@@ -102,8 +103,8 @@ class ManagedProcess:
 class LocalStack:
     """Start with :meth:`start`; always :meth:`stop` (it is also a context manager)."""
 
-    models_dir: Path
-    data_dir: Path
+    models_dir: Path | S3Location
+    data_dir: Path | S3Location
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -180,9 +181,17 @@ class LocalStack:
         return self.launch(name or f"worker-{queue}", worker_command(queue, concurrency))
 
     def start_api(self) -> ManagedProcess:
+        """The API, with the metrics files of several processes in a folder of the stack's own
+        (unless the environment names one), so that nothing is left behind even if it is
+        killed."""
         if not self.port:
             self.port = free_port()
-        return self.launch("api", api_command(self.host, self.port))
+        env: dict[str, str] = {}
+        if "PROMETHEUS_MULTIPROC_DIR" not in self.process_env():
+            metrics = Path(tempfile.mkdtemp(prefix="rvt-metrics-"))
+            self._temp_dirs.append(metrics)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+        return self.launch("api", api_command(self.host, self.port), env)
 
     def start(self, timeout: float = 60.0) -> LocalStack:
         """Everything, in order, and wait until ``/readyz`` says the stack is ready."""

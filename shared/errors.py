@@ -55,6 +55,13 @@ class GateFailedError(ConflictError):
     code = "gate_failed"
 
 
+class ExplanationUnavailableError(ConflictError):
+    """The version that would answer cannot explain its predictions (saved without its
+    training distribution, or not a pipeline of a known shape): train a new version."""
+
+    code = "explanation_unavailable"
+
+
 class NoProductionModelError(DomainError):
     status_code = 503
     code = "no_production_model"
@@ -120,6 +127,15 @@ class UploadTooLargeError(DomainError):
 
     status_code = 413
     code = "upload_too_large"
+
+
+class StorageUnavailableError(DomainError):
+    """The object store holding the models or the datasets cannot be reached, or refused the
+    request (credentials, bucket): nothing was changed, and the message says what failed."""
+
+    status_code = 503
+    code = "storage_unavailable"
+    retry_after_seconds = 1
 
 
 class StorageFullError(DomainError):

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PlainValidator, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.storage.location import StoreLocation, parse_location
+
+#: ``MODELS_DIR`` / ``DATA_DIR``: a folder, or an ``s3://`` URL (checked when settings are read).
+Location = Annotated[StoreLocation, PlainValidator(parse_location), NoDecode]
 
 
 class Settings(BaseSettings):
@@ -15,8 +20,25 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    models_dir: Path = Field(Path("models"), description="Root folder of the model registry.")
-    data_dir: Path = Field(Path("data"), description="Folder that holds the datasets.")
+    models_dir: Location = Field(
+        Path("models"),
+        description="The model registry: a folder, or `s3://BUCKET/PREFIX` in an object store.",
+    )
+    data_dir: Location = Field(
+        Path("data"),
+        description="The datasets: a folder, or `s3://BUCKET/PREFIX` in an object store.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="The S3-compatible server of `s3://` locations (SeaweedFS, MinIO...); unset: AWS.",
+    )
+    aws_access_key_id: str | None = Field(
+        None, description="Object store key id; unset: boto3's own lookup (profile, role)."
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        None, description="Object store secret key, with AWS_ACCESS_KEY_ID."
+    )
+    aws_region: str | None = Field(None, description="Object store region; unset: `us-east-1`.")
     default_dataset: str = Field(
         "synthetic_default.csv", description="Dataset used when a training names none."
     )
@@ -29,6 +51,16 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port the API listens on.")
+    api_workers: int = Field(
+        1, ge=1, description="API processes `python -m api.server` (and `rvt serve`) runs."
+    )
+    prometheus_multiproc_dir: Path | None = Field(
+        None,
+        description=(
+            "Folder where several API processes keep their metrics (emptied at each start); "
+            "unset: a fresh temporary folder per start. Unused with API_WORKERS=1."
+        ),
+    )
     api_url: str = Field(
         "http://127.0.0.1:8000", description="Where `rvt api` and `rvt demo` find a running API."
     )
@@ -73,7 +105,12 @@ class Settings(BaseSettings):
         10.0, description="A worker not heard from for this long is not counted as ready."
     )
     model_poll_seconds: float = Field(
-        0.2, description="How often serving processes check the production alias for a change."
+        2.0,
+        gt=0,
+        description=(
+            "How often serving processes check the production alias even when no promotion "
+            "was announced over Redis (the fallback for a missed announcement)."
+        ),
     )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="Log lines: `json`, `text`, or `auto` (text on a terminal, else JSON)."

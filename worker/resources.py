@@ -15,11 +15,20 @@ import redis
 
 from shared import stores
 from shared.jobs.runner import TrainingContext
-from shared.model.scoring import ProductionModel, Scorer
+from shared.model.production import ProductionModel
+from shared.model.scoring import Scorer
 from shared.presence import WorkerPresence
+from shared.registry_events import AliasAnnouncer, AliasSubscriber
 from shared.settings import get_settings
 
-__all__ = ["freeze_heap", "production_model", "redis_client", "training_context", "worker_presence"]
+__all__ = [
+    "alias_announcer",
+    "freeze_heap",
+    "production_model",
+    "redis_client",
+    "training_context",
+    "worker_presence",
+]
 
 
 @lru_cache(maxsize=1)
@@ -52,12 +61,20 @@ def freeze_heap(_model: Scorer | None = None) -> None:
     gc.freeze()
 
 
+def alias_announcer() -> AliasAnnouncer:
+    """How a training worker tells the serving processes that its job promoted a version."""
+    return AliasAnnouncer(redis_client(), get_settings().redis_prefix)
+
+
 @lru_cache(maxsize=1)
 def production_model() -> ProductionModel:
-    """The model this prediction worker serves, following the registry's production alias."""
+    """The model this prediction worker serves: it follows the registry's production alias,
+    woken by each announcement of a change, and polling as the fallback."""
     settings = get_settings()
     model = ProductionModel(
         stores.model_registry(settings), settings.model_poll_seconds, on_loaded=freeze_heap
     )
     model.start()
+    # Its thread is all that needs to hold it: it lives as long as the process.
+    AliasSubscriber(redis_client(), settings.redis_prefix, on_change=model.wake).start()
     return model

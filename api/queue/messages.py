@@ -28,7 +28,8 @@ from shared.settings import Settings
 __all__ = ["MessageBuilder", "celery_message_builder", "message_builder"]
 
 #: ``(reply channel, [[request id, encoded codes], ...], expires in seconds, origin, task id)``
-#: to the bytes pushed onto the prediction queue's list.
+#: to the bytes pushed onto the prediction queue's list. An item asking for explanations has a
+#: third element, ``shared.model.scoring.EXPLAIN``.
 MessageBuilder = Callable[[str, list[list[str]], float, str, str], bytes]
 
 

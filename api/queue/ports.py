@@ -45,6 +45,10 @@ class PredictionResult:
     model_version: str
     #: P(death_yn = Yes), one per record, in the order sent.
     probabilities: list[float]
+    #: Only when asked to explain: the mean log-odds over the training cases, and per record
+    #: the seven contributions in FEATURE_COLUMNS order (see shared.model.explain).
+    baseline_log_odds: float | None = None
+    contributions: list[list[float]] | None = None
 
 
 class PredictionClient(Protocol):
@@ -53,13 +57,15 @@ class PredictionClient(Protocol):
         request could not be admitted now; called before the body is read."""
         ...
 
-    async def predict(self, codes: np.ndarray) -> PredictionResult:
+    async def predict(self, codes: np.ndarray, explain: bool = False) -> PredictionResult:
         """Score ``codes``, an int8 array (n, 7) whose column j indexes
-        ``VOCABULARY[FEATURE_COLUMNS[j]]``.
+        ``VOCABULARY[FEATURE_COLUMNS[j]]``; with ``explain``, also each record's contributions.
 
         Raises :class:`~shared.errors.NoProductionModelError` when nothing is promoted yet, and
         :class:`~shared.errors.PredictionUnavailableError` when no worker answers in time or
-        Redis is down (both 503).
+        Redis is down (both 503); with ``explain``,
+        :class:`~shared.errors.ExplanationUnavailableError` (409) when the version serving
+        cannot explain.
         """
         ...
 

@@ -50,8 +50,13 @@ import orjson
 from api.queue.messages import message_builder
 from api.queue.ports import PredictionResult
 from api.queue.resp import RedisAddress, RespConnection, redis_address
-from shared.errors import NoProductionModelError, OverloadedError, PredictionUnavailableError
-from shared.model.scoring import encode_codes
+from shared.errors import (
+    ExplanationUnavailableError,
+    NoProductionModelError,
+    OverloadedError,
+    PredictionUnavailableError,
+)
+from shared.model.scoring import EXPLAIN, encode_codes
 from shared.presence import WorkerPresence
 from shared.queues import PREDICTION_QUEUE, start_hint
 from shared.settings import Settings
@@ -73,7 +78,12 @@ _GATHER_SECONDS = 0.002
 _REAP_SECONDS = 0.05
 #: Longest wait for a usable connection: connected (TLS included), then AUTH and SELECT answered.
 _OPEN_SECONDS = REDIS_CONNECT_TIMEOUT_SECONDS + REDIS_SOCKET_TIMEOUT_SECONDS
-#: How often the reply subscription is checked with a PING (a half-open socket is noticed).
+#: How often the reply subscription sends a PING: bytes the kernel must see acknowledged
+#: within ``REDIS_UNACKNOWLEDGED_TIMEOUT_MS`` (api.queue.resp), so a cut link fails the
+#: subscription, and with it every request waiting, within about 0.7 s (the kernel gives up at
+#: its second retransmission, some 0.6 s after the PING).
+_PING_EVERY_SECONDS = 0.1
+#: How long the PING's answer may take (a Redis that stopped answering, link intact).
 _PING_SECONDS = 5.0
 _REDIS_DOWN = "Redis is unavailable: cannot reach the workers"
 #: What ``Retry-After`` says to a refused client, picked at random per refusal.
@@ -90,6 +100,9 @@ class _Pending:
     deadline: float
     future: asyncio.Future[dict[str, Any]] = field(repr=False)
     request_id: str = ""
+    #: Also wants each record's contributions: a flag on this request's item in the batch, so
+    #: that it shares its batch with requests that do not, and costs them nothing.
+    explain: bool = False
 
 
 @dataclass(slots=True)
@@ -162,9 +175,11 @@ class RedisPredictionClient:
             retry_after_seconds=random.choice(_RETRY_AFTER_SECONDS),
         )
 
-    async def predict(self, codes: np.ndarray) -> PredictionResult:
+    async def predict(self, codes: np.ndarray, explain: bool = False) -> PredictionResult:
         self.refuse_if_full()
         self._start()
+        if self._redis_lost:  # known down: a 503 at once, no wait on Redis per request
+            raise PredictionUnavailableError(_REDIS_DOWN)
         await self._ensure_workers()
         assert self._subscribed is not None and self._wakeup is not None
         if not self._subscribed.is_set():
@@ -179,7 +194,13 @@ class RedisPredictionClient:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._queue.append(
-            _Pending(encode_codes(codes), len(codes), loop.time() + self._timeout, future)
+            _Pending(
+                encode_codes(codes),
+                len(codes),
+                loop.time() + self._timeout,
+                future,
+                explain=explain,
+            )
         )
         self._waiting += 1
         self._wakeup.set()
@@ -251,7 +272,7 @@ class RedisPredictionClient:
                 self._subscribed.set()
                 while True:  # until the connection drops, or stops answering PINGs
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_PING_SECONDS):
+                        async with asyncio.timeout(_PING_EVERY_SECONDS):
                             await connection.wait_closed()
                     if not connection.is_open:
                         raise ConnectionError("the connection closed")
@@ -267,6 +288,9 @@ class RedisPredictionClient:
                 self._fail_all("Redis connection lost while waiting for a prediction")
                 if connection is not None:
                     connection.close()
+                if self._publisher is not None:  # it went the same way, or soon will
+                    self._publisher.close()
+                    self._publisher = None
             await asyncio.sleep(0.2)
 
     def _on_reply(self, data: bytes) -> None:
@@ -371,7 +395,10 @@ class RedisPredictionClient:
         self._in_flight[key] = _Batch(batch, batch[0].deadline)
         message = self._message(
             self._channel,
-            [[p.request_id, p.encoded] for p in batch],
+            [
+                [p.request_id, p.encoded, EXPLAIN] if p.explain else [p.request_id, p.encoded]
+                for p in batch
+            ],
             self._timeout,
             self._origin,
             next(self._task_ids),
@@ -414,7 +441,13 @@ class RedisPredictionClient:
         if error is not None:
             if error.get("code") == NoProductionModelError.code:
                 raise NoProductionModelError(error["message"])
+            if error.get("code") == ExplanationUnavailableError.code:
+                raise ExplanationUnavailableError(error["message"])
             raise PredictionUnavailableError(error.get("message", "the prediction failed"))
+        explanation = reply.get("explanation")
         return PredictionResult(
-            model_version=reply["version"], probabilities=reply["probabilities"]
+            model_version=reply["version"],
+            probabilities=reply["probabilities"],
+            baseline_log_odds=None if explanation is None else explanation["baseline"],
+            contributions=None if explanation is None else explanation["contributions"],
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from typing import Any, cast
 
 from redis.asyncio.connection import ConnectionPool, SSLConnection, UnixDomainSocketConnection
 from redis.credentials import UsernamePasswordCredentialProvider
+
+from shared.stores import REDIS_UNACKNOWLEDGED_TIMEOUT_MS
 
 __all__ = ["RedisAddress", "RespConnection", "RespError", "RespProtocolError", "redis_address"]
 
@@ -194,6 +197,12 @@ class RespConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # a cut link closes the connection in half a second (see shared.stores)
+            sock.setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, REDIS_UNACKNOWLEDGED_TIMEOUT_MS
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

@@ -41,7 +41,8 @@ def train_on(expression: str) -> dict[str, Any]:
         200: {
             "description": "The datasets, and the default one.",
             "links": train_on("$response.body#/default"),
-        }
+        },
+        **error_responses(503),
     },
     summary="Datasets available for training",
 )
@@ -65,7 +66,7 @@ def list_datasets(datasets: DatasetStoreDep, settings: SettingsDep) -> DatasetLi
             "description": "Stored: `name` is what POST /train takes.",
             "links": train_on("$response.body#/name"),
         },
-        **error_responses(413, 415, 422),
+        **error_responses(413, 415, 422, 503),
     },
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a CDC case CSV",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from starlette.exceptions import HTTPException
 
-from api.deps import RegistryDep
+from api.deps import RedisDep, RegistryDep, SettingsDep
 from api.errors import error_responses
 from api.routes.params import VersionPath, link
 from api.schemas import (
@@ -18,6 +18,7 @@ from api.schemas import (
     PromoteRequest,
 )
 from api.security import ReadAccess, WriteAccess
+from shared import registry_events
 from shared.model.evaluation import KEY_METRICS
 from shared.registry.versions import ModelVersion, ProductionState
 
@@ -49,6 +50,7 @@ def _summary(info: ModelVersion, production: str | None) -> ModelSummary:
     return ModelSummary(
         version=info.version,
         created_at=meta.get("created_at"),
+        estimator=meta["estimator"] if isinstance(meta.get("estimator"), str) else None,
         dataset=_dict(meta.get("dataset")),
         rows={k: v for k, v in rows.items() if isinstance(v, int)} if rows else None,
         metrics={k: metrics.get(k) for k in KEY_METRICS} if metrics else None,
@@ -91,8 +93,9 @@ def list_models(registry: RegistryDep) -> ModelList:
     },
     summary="Serve the previous production version again",
 )
-def rollback(registry: RegistryDep) -> ProductionOut:
-    return _production(registry.rollback())
+def rollback(registry: RegistryDep, redis: RedisDep, settings: SettingsDep) -> ProductionOut:
+    announcer = registry_events.AliasAnnouncer(redis, settings.redis_prefix)
+    return _production(registry_events.rollback(registry, announcer))
 
 
 @router.get("/rollback", include_in_schema=False)
@@ -131,9 +134,12 @@ def show_model(version: VersionPath, registry: RegistryDep) -> ModelMetadata:
 def promote(
     version: VersionPath,
     registry: RegistryDep,
+    redis: RedisDep,
+    settings: SettingsDep,
     body: Annotated[PromoteRequest | None, Body()] = None,
 ) -> ProductionOut:
     """A version that failed its quality gate needs ``{"force": true}`` (409 otherwise).
-    Prediction workers pick the change up within a poll interval."""
+    The change is announced over Redis: prediction workers serve it within a second."""
     force = body.force if body is not None else False
-    return _production(registry.promote(version, force=force))
+    announcer = registry_events.AliasAnnouncer(redis, settings.redis_prefix)
+    return _production(registry_events.promote(registry, announcer, version, force=force))

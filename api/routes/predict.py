@@ -5,7 +5,9 @@ Per-request work is kept small, and this route does its own body handling to kee
 - the body is parsed with orjson, and valid records (the common case) are checked and encoded
   in one pass of dict lookups into the (n, 7) code array the workers score: no pydantic model
   per record, no pandas. That is three times cheaper than FastAPI's parse-then-validate for a
-  1,000-record body, and the schema's own vocabularies define exactly what passes;
+  1,000-record body, and the schema's own vocabularies define exactly what passes.
+  ``"explain": true`` rides along as a flag on the request's item in its batch, so explained
+  requests share batches with the others and cost them nothing;
 - anything the fast path does not accept is validated by :class:`PredictRequest` itself, so
   every error is pydantic's, with the same ``422`` body as any other endpoint (and the body
   handling mirrors FastAPI's: content type, invalid JSON, empty body);
@@ -33,6 +35,7 @@ from starlette.types import Scope
 
 from api.deps import get_services
 from api.errors import error_responses
+from api.queue.ports import PredictionResult
 from api.schemas import MAX_RECORDS, CaseRecord, PredictRequest, PredictResponse
 from api.security import checks_read_key, require_read_key
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
@@ -87,15 +90,22 @@ def encode_records(records: list[CaseRecord]) -> np.ndarray:
     ).reshape(len(records), len(FEATURE_COLUMNS))
 
 
-def _fast_encode(data: Any) -> np.ndarray | None:
-    """The code array if ``data`` is a valid request body, else None (then pydantic decides).
+def _fast_encode(data: Any) -> tuple[np.ndarray, bool] | None:
+    """The code array and the ``explain`` flag if ``data`` is a valid request body, else None
+    (then pydantic decides).
 
-    Exactly PredictRequest's rules: one key ``records``, a list of 1 to MAX_RECORDS objects,
-    each with only the seven fields, ``age_group`` present, every value one of CDC's strings
-    (a dict lookup fails for anything else: ``None``, numbers, lists).
+    Exactly PredictRequest's rules: the key ``records`` and, optionally, ``explain`` (a
+    boolean), nothing else; ``records`` a list of 1 to MAX_RECORDS objects, each with only the
+    seven fields, ``age_group`` present, every value one of CDC's strings (a dict lookup fails
+    for anything else: ``None``, numbers, lists).
     """
-    if type(data) is not dict or len(data) != 1:
+    if type(data) is not dict:
         return None
+    explain: Any = False
+    if len(data) != 1:
+        explain = data.get("explain")
+        if len(data) != 2 or type(explain) is not bool:
+            return None
     records = data.get("records")
     if type(records) is not list or not 1 <= len(records) <= MAX_RECORDS:
         return None
@@ -119,7 +129,7 @@ def _fast_encode(data: Any) -> np.ndarray | None:
         return None
     if len(rows) != len(records):
         return None
-    return np.array(rows, dtype=np.int8).reshape(len(rows), len(FEATURE_COLUMNS))
+    return np.array(rows, dtype=np.int8).reshape(len(rows), len(FEATURE_COLUMNS)), explain
 
 
 def _content_type(scope: Scope) -> str | None:
@@ -138,16 +148,18 @@ def _is_json(content_type: str | None) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-def _codes(body: bytes, content_type: str | None) -> np.ndarray:
-    """The code array of a valid body; for any other, the 422 FastAPI would answer."""
+def _codes(body: bytes, content_type: str | None) -> tuple[np.ndarray, bool]:
+    """The code array and ``explain`` of a valid body; for any other, the 422 FastAPI would
+    answer."""
     if body and _is_json(content_type):
         try:
-            codes = _fast_encode(orjson.loads(body))
+            parsed = _fast_encode(orjson.loads(body))
         except orjson.JSONDecodeError:
-            codes = None
-        if codes is not None:
-            return codes
-    return encode_records(_validate_like_fastapi(body, content_type).records)
+            parsed = None
+        if parsed is not None:
+            return parsed
+    request = _validate_like_fastapi(body, content_type)
+    return encode_records(request.records), request.explain
 
 
 def _validate_like_fastapi(body: bytes, content_type: str | None) -> PredictRequest:
@@ -196,19 +208,21 @@ def _validate_like_fastapi(body: bytes, content_type: str | None) -> PredictRequ
         raise RequestValidationError(errors, body=data) from None
 
 
-def _answer(model_version: str, probabilities: list[float]) -> bytes:
-    return orjson.dumps(
-        {
-            "model_version": model_version,
-            "predictions": [
-                {"label": "Yes" if p >= THRESHOLD else "No", "probability": p}
-                for p in probabilities
-            ],
-        }
-    )
+def _answer(result: PredictionResult) -> bytes:
+    predictions: list[dict[str, Any]] = [
+        {"label": "Yes" if p >= THRESHOLD else "No", "probability": p} for p in result.probabilities
+    ]
+    if result.contributions is not None:
+        baseline = result.baseline_log_odds
+        for prediction, row in zip(predictions, result.contributions, strict=True):
+            prediction["explanation"] = {
+                "baseline_log_odds": baseline,
+                "contributions": dict(zip(FEATURE_COLUMNS, row, strict=True)),
+            }
+    return orjson.dumps({"model_version": result.model_version, "predictions": predictions})
 
 
-_RESPONSES = error_responses(413, 422, 503)
+_RESPONSES = error_responses(409, 413, 422, 503)
 _RESPONSES[503]["headers"] = {
     "Retry-After": {
         "description": "Seconds to wait before retrying; sent when the API sheds load.",
@@ -230,19 +244,23 @@ async def predict(request: Request) -> Response:
     model is promoted yet (train one first), no worker answers in time, or the API already
     holds `PREDICT_MAX_WAITING` predictions waiting (`overloaded`, with `Retry-After`).
 
-    Body: `PredictRequest`, 1 to 10,000 records."""
+    Body: `PredictRequest`, 1 to 10,000 records. With `"explain": true`, each prediction also
+    carries its `explanation`: exact Shapley values, in log-odds, of the seven features against
+    the training data's distribution (`baseline_log_odds` plus the contributions is the
+    prediction's log-odds); 409 `explanation_unavailable` if the production version was saved
+    without its training distribution."""
     services = await get_services(request)
     await require_read_key(request, services.settings)
     client = services.prediction_client
     client.refuse_if_full()  # shed before reading the body: a refusal must be cheap
-    codes = _codes(await request.body(), _content_type(request.scope))
-    result = await client.predict(codes)
-    if len(result.probabilities) != len(codes):
+    codes, explain = _codes(await request.body(), _content_type(request.scope))
+    result = await (client.predict(codes, explain=True) if explain else client.predict(codes))
+    if len(result.probabilities) != len(codes) or (
+        explain and len(result.contributions or ()) != len(codes)
+    ):
         raise RuntimeError(
             f"the prediction worker returned {len(result.probabilities)} probabilities "
             f"for {len(codes)} records"
         )
     request.app.state.metrics.count_predictions(result.model_version, len(result.probabilities))
-    return Response(
-        _answer(result.model_version, result.probabilities), media_type="application/json"
-    )
+    return Response(_answer(result), media_type="application/json")

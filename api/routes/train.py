@@ -31,6 +31,7 @@ def _normalized(body: TrainRequest, dataset: str, settings: Settings) -> dict[st
     idempotency key is compared on (so ``{}`` and the same defaults spelled out are one job)."""
     return {
         "dataset": dataset,
+        "estimator": body.estimator,
         "params": body.params.model_dump(),
         "test_size": body.test_size,
         "random_state": body.random_state,

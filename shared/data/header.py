@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 from shared.data.schema import ALL_COLUMNS, REQUIRED_COLUMNS, canonical_header
+from shared.data.source import CsvSource, open_source
 from shared.errors import DataError
 
 #: How much of a file is looked at before pandas sees it: the header line must fit in it.
@@ -57,9 +57,9 @@ class _Head:
     truncated: bool
 
 
-def _sniff(path: Path) -> _Head:
+def _sniff(path: CsvSource) -> _Head:
     try:
-        with path.open("rb") as fh:
+        with open_source(path) as fh:
             data = fh.read(SNIFF_BYTES + 1)
             return _Head(data[:SNIFF_BYTES], len(data) > SNIFF_BYTES)
     except FileNotFoundError:
@@ -179,7 +179,7 @@ def _check_header_size(names: list[str], complete: bool) -> None:
         )
 
 
-def read_header(path: Path) -> Header:
+def read_header(path: CsvSource) -> Header:
     """Check that ``path`` is a CSV text file with the required columns, and map its header.
 
     Only the first :data:`SNIFF_BYTES` are read: the header must end within them.

@@ -46,6 +46,7 @@ from shared.data.schema import (
     is_empty_marker,
     label_to_int,
 )
+from shared.data.source import CsvSource, open_source, source_size
 from shared.errors import DataError
 
 #: Cells per parsed chunk at most (the default chunk of a 12-column file): a file with more
@@ -251,19 +252,19 @@ class EncodedCsv:
     sha256 filled in as it goes (complete once iteration ends; the last chunk's
     ``bytes_read`` is the file's size)."""
 
-    def __init__(self, path: Path, chunk_rows: int = 250_000) -> None:
+    def __init__(self, path: CsvSource, chunk_rows: int = 250_000) -> None:
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
         self.path = path
         self.chunk_rows = chunk_rows
         self.header = read_header(path)
-        self.total_bytes = path.stat().st_size
+        self.total_bytes = source_size(path)
         self.report = LoadReport()
         self.sha256 = ""
 
     def __iter__(self) -> Iterator[EncodedChunk]:
         columns = (*FEATURE_COLUMNS, LABEL_COLUMN)
-        with self.path.open("rb") as raw:
+        with open_source(self.path) as raw:
             reader = HashingReader(raw)
             buffered = io.BufferedReader(reader, buffer_size=1 << 20)
             frames = _csv_frames(buffered, _rows_per_chunk(self.header, self.chunk_rows))
@@ -306,7 +307,7 @@ class DatasetSummary:
     invalid_values: dict[str, int]
 
 
-def validate_dataset(path: Path, chunk_rows: int = 250_000) -> DatasetSummary:
+def validate_dataset(path: CsvSource, chunk_rows: int = 250_000) -> DatasetSummary:
     """Read a whole file with the training rules; raise :class:`DataError` if it is unusable."""
     stream = EncodedCsv(path, chunk_rows)
     for _ in stream:

@@ -416,6 +416,15 @@ def write_synthetic_csv(
         raise
 
 
+def synthetic_csv_chunks(rows: int, seed: int = 0, chunk_rows: int = 500_000) -> Iterator[bytes]:
+    """The bytes :func:`write_synthetic_csv` writes, piece by piece, for a writer that is not a
+    local file (an upload into an object store)."""
+    _check(rows, seed, chunk_rows)
+    yield _HEADER.encode("ascii")
+    for codes in _code_chunks(rows, seed, chunk_rows):
+        yield _render(codes)
+
+
 def _check(rows: int, seed: int, chunk_rows: int) -> None:
     if rows < 0:
         raise ValueError(f"rows must be 0 or more, not {rows}")

@@ -21,7 +21,7 @@ from shared.errors import DomainError, TrainingCancelled
 from shared.jobs.lease import JobLease
 from shared.jobs.records import JobStatus
 from shared.jobs.store import JobStore
-from shared.model.pipeline import ModelParams
+from shared.model.pipeline import DEFAULT_ESTIMATOR, estimator_params
 from shared.model.training import Progress, SplitParams, register_run, train_model
 from shared.registry.versions import ModelRegistry
 
@@ -111,10 +111,13 @@ def _train_and_commit(context: TrainingContext, job_id: str, params: dict[str, A
         dataset = datasets.ensure_default()  # the synthetic default is made on first use
     else:
         dataset = datasets.get(params["dataset"])
-    model_params = ModelParams(**params.get("params", {}))
+    # a job recorded before estimators could be chosen names none: the default it had then
+    model_params = estimator_params(
+        params.get("estimator", DEFAULT_ESTIMATOR), params.get("params", {})
+    )
     split = SplitParams(test_size=params["test_size"], random_state=params["random_state"])
     run = train_model(
-        dataset.path,
+        datasets.training_source(dataset, context.chunk_rows),
         model_params,
         split,
         {"roc_auc": params["min_roc_auc"]},
@@ -130,6 +133,7 @@ def _train_and_commit(context: TrainingContext, job_id: str, params: dict[str, A
     metadata = registered.version.metadata
     result = {
         "version": registered.version.version,
+        "estimator": model_params.estimator,
         "promoted": registered.promoted,
         "gate": metadata["gate"],
         "metrics": {k: v for k, v in metadata["metrics"].items() if k != "undefined"},

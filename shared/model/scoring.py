@@ -1,149 +1,80 @@
-"""Serving-side scoring: the production model, held in memory, scored without pandas.
+"""Serving-side scoring: a model version turned into tables, scored without pandas.
 
 A one-row ``predict_proba`` through the scikit-learn pipeline costs milliseconds, almost all
-of it DataFrame handling and one-hot encoding. For a one-hot logistic regression the log-odds
-of a record is the intercept plus one coefficient per column, so the fitted pipeline is turned
-once into a lookup table per column, indexed by the schema's category codes; scoring is then
-seven array lookups and an exp. The result equals ``pipeline.predict_proba`` (tested to 1e-9).
+of it DataFrame handling and encoding. The seven features are categorical, so a version is
+evaluated once, when it loads, on all 95,040 feature combinations (:mod:`shared.model.table`),
+whatever the estimator; scoring is then one lookup per record, equal to ``predict_proba`` to
+1e-12 (tested). A version that carries its training distribution also gets the Shapley
+contributions of every combination (:mod:`shared.model.explain`), so an explained record is
+one more lookup. Which version a serving process holds is :mod:`shared.model.production`'s
+business.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from shared.data.loader import decode_features
 from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
-from shared.errors import NoProductionModelError
-from shared.registry.versions import ModelRegistry
+from shared.errors import ExplanationUnavailableError
+from shared.model.explain import Explainer, distribution_of
+from shared.model.table import STRIDES, ModelTable, tabulate
 
 log = logging.getLogger(__name__)
+
+#: The third element of a batch item that asks for the record's contributions too.
+EXPLAIN = "explain"
 
 
 class Scorer:
     """One model version, loaded and ready to score: P(death_yn = Yes) for rows of feature
-    codes, from lookup tables when the pipeline has the shape we know, else from the pipeline
-    itself."""
+    codes, from the version's table when the pipeline has a shape we know, else from the
+    pipeline itself; and each feature's contribution, when the version can explain."""
 
     def __init__(self, version: str, pipeline: Any) -> None:
+        started = time.perf_counter()
         self.version = version
         self.pipeline = pipeline
-        self._tables = self._lookup_tables(pipeline)
-
-    @staticmethod
-    def _lookup_tables(pipeline: Any) -> tuple[np.ndarray, float] | None:
-        """Coefficient per (column, code), or None if the pipeline is not the shape we know."""
-        steps = getattr(pipeline, "named_steps", {})
-        encoder, model = steps.get("onehot"), steps.get("logisticregression")
-        if encoder is None or model is None or getattr(model, "coef_", None) is None:
-            return None
-        if model.coef_.shape[0] != 1 or list(model.classes_) != [0, 1]:
-            return None
-        coef = model.coef_[0]
-        width = max(len(VOCABULARY[col]) for col in FEATURE_COLUMNS)
-        table = np.zeros((len(FEATURE_COLUMNS), width))
-        offset = 0
-        for j, (col, categories) in enumerate(
-            zip(FEATURE_COLUMNS, encoder.categories_, strict=True)
-        ):
-            position = {str(value): offset + i for i, value in enumerate(categories)}
-            for code, value in enumerate(VOCABULARY[col]):
-                if value in position:  # a value the encoder never saw scores 0, as "ignore" does
-                    table[j, code] = coef[position[value]]
-            offset += len(categories)
-        if offset != len(coef):
-            return None
-        return table, float(model.intercept_[0])
+        self.table: ModelTable | None = tabulate(pipeline)
+        distribution = distribution_of(pipeline) if self.table is not None else None
+        self.explainer: Explainer | None = None
+        if self.table is not None and distribution is not None:
+            self.explainer = Explainer.build(self.table.log_odds, distribution)
+        self._probability = None if self.table is None else self.table.probability
+        #: Load-time work: tabulating the model and precomputing its contributions.
+        self.compile_seconds = time.perf_counter() - started
+        log.info(
+            "model %s compiled in %.3f s (%s)",
+            version,
+            self.compile_seconds,
+            "no table: scored by the pipeline" if self.table is None else self.table.method,
+            extra={"model_version": version, "compile_seconds": self.compile_seconds},
+        )
 
     def predict_proba(self, codes: np.ndarray) -> np.ndarray:
-        if self._tables is None:
+        if self._probability is None:
             return np.asarray(self.pipeline.predict_proba(decode_features(codes))[:, 1])
-        table, intercept = self._tables
-        logit = intercept + table[_COLUMNS, codes.astype(np.intp)].sum(axis=1)
-        return np.asarray(1.0 / (1.0 + np.exp(-logit)))
+        return self._probability[codes @ STRIDES]
 
-
-class ProductionModel:
-    """The production model of one serving process, following the registry's alias.
-
-    A background thread stats the alias every ``poll_seconds`` (a cheap ``stat``) and loads a
-    newly promoted version before swapping the reference: a request in flight keeps the model
-    it started with, and every answer names the version that computed it. Nothing is loaded on
-    the request path except the very first model if the thread has not yet loaded it.
-    """
-
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        poll_seconds: float = 0.2,
-        on_loaded: Callable[[Scorer], None] | None = None,
-    ) -> None:
-        self.registry = registry
-        self.poll_seconds = poll_seconds
-        #: Called (outside the lock) after a newly loaded model was swapped in.
-        self.on_loaded = on_loaded
-        self._model: Scorer | None = None
-        self._token: tuple[int, int, int] | None = None
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        """Start following the alias (idempotent; safe to call in every process)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._follow, name="model-follower", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def current(self) -> Scorer:
-        model = self._model
-        if model is None:
-            self.refresh()
-            model = self._model
-        if model is None:
-            raise NoProductionModelError(
-                "no production model yet: train one first (POST /train or rvt train)"
+    def explain(self, codes: np.ndarray) -> tuple[float, np.ndarray]:
+        """The baseline log-odds, and the (n, 7) contributions of ``codes``' records."""
+        if self.explainer is None:
+            why = (
+                "it is not a pipeline of a known shape"
+                if self.table is None
+                else "it was saved without its training distribution (trained before "
+                "explanations existed); train a new version"
             )
-        return model
-
-    def refresh(self) -> bool:
-        """Load the production version if the alias changed; True if the model changed."""
-        with self._lock:
-            token = self.registry.alias_token()
-            if token == self._token and self._model is not None:
-                return False
-            version = self.registry.production_version()
-            if version is None:
-                self._model, self._token = None, token
-                return True
-            if self._model is not None and self._model.version == version:
-                self._token = token
-                return False
-            model = self._model = Scorer(version, self.registry.load(version))
-            self._token = token
-        log.info("serving model %s", version)
-        if self.on_loaded is not None:
-            self.on_loaded(model)
-        return True
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.refresh()
-            except Exception:  # a bad promotion must not kill the follower; keep the old model
-                log.exception("could not load the production model; keeping the current one")
-                time.sleep(self.poll_seconds)
+            raise ExplanationUnavailableError(
+                f"model version {self.version} cannot explain its predictions: {why}"
+            )
+        return self.explainer.baseline, self.explainer.explain(codes @ STRIDES)
 
 
-_COLUMNS = np.arange(len(FEATURE_COLUMNS))
 _LIMITS = np.array([len(VOCABULARY[col]) for col in FEATURE_COLUMNS])
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _UNHEX = np.full(256, 255, dtype=np.uint8)
@@ -172,38 +103,57 @@ def decode_codes(text: str) -> np.ndarray:
 
 
 def score_batch(model: Scorer, batch: list[list[str]]) -> list[dict[str, Any]]:
-    """The replies to a batch of ``[request_id, encoded codes]``, in order, all scored by one
-    model: the batch's codes are decoded and scored in one call (a batch of single-record
-    requests costs about what one request does); if any request's codes are malformed, each
-    request is scored alone so that only the bad one gets an error."""
+    """The replies to a batch of ``[request_id, encoded codes]`` (``[request_id, encoded
+    codes, EXPLAIN]`` for a request that also wants its contributions), in order, all scored
+    by one model: the batch's codes are decoded and scored in one call (a batch of
+    single-record requests costs about what one request does), and only the requests that ask
+    are explained; if any request's codes are malformed, each request is scored alone so that
+    only the bad one gets an error."""
     width = len(FEATURE_COLUMNS)
-    if batch and all(encoded and len(encoded) % width == 0 for _, encoded in batch):
+    if batch and all(item[1] and len(item[1]) % width == 0 for item in batch):
         try:
-            probabilities = model.predict_proba(
-                decode_codes("".join(encoded for _, encoded in batch))
-            ).tolist()
+            codes = decode_codes("".join(item[1] for item in batch))
         except ValueError:
             pass
         else:
+            probabilities = model.predict_proba(codes).tolist()
             replies = []
             start = 0
-            for request_id, encoded in batch:
-                end = start + len(encoded) // width
-                replies.append(
-                    {
-                        "id": request_id,
-                        "version": model.version,
-                        "probabilities": probabilities[start:end],
-                    }
-                )
+            for item in batch:
+                end = start + len(item[1]) // width
+                reply = {
+                    "id": item[0],
+                    "version": model.version,
+                    "probabilities": probabilities[start:end],
+                }
+                if len(item) > 2 and item[2] == EXPLAIN:
+                    reply = _explained(model, reply, codes[start:end])
+                replies.append(reply)
                 start = end
             return replies
-    return [_score_one(model, request_id, encoded) for request_id, encoded in batch]
+    return [_score_one(model, item) for item in batch]
 
 
-def _score_one(model: Scorer, request_id: str, encoded: str) -> dict[str, Any]:
+def _explained(model: Scorer, reply: dict[str, Any], codes: np.ndarray) -> dict[str, Any]:
     try:
-        probabilities = model.predict_proba(decode_codes(encoded))
+        baseline, contributions = model.explain(codes)
+    except ExplanationUnavailableError as exc:
+        return {"id": reply["id"], "error": {"code": exc.code, "message": exc.message}}
+    reply["explanation"] = {"baseline": baseline, "contributions": contributions.tolist()}
+    return reply
+
+
+def _score_one(model: Scorer, item: list[str]) -> dict[str, Any]:
+    request_id, encoded = item[0], item[1]
+    try:
+        codes = decode_codes(encoded)
     except ValueError as exc:
         return {"id": request_id, "error": {"code": "bad_request", "message": str(exc)}}
-    return {"id": request_id, "version": model.version, "probabilities": probabilities.tolist()}
+    reply = {
+        "id": request_id,
+        "version": model.version,
+        "probabilities": model.predict_proba(codes).tolist(),
+    }
+    if len(item) > 2 and item[2] == EXPLAIN:
+        return _explained(model, reply, codes)
+    return reply

@@ -4,7 +4,8 @@ Every feature is categorical, so a file of any length reduces to at most a few h
 thousand distinct feature combinations, each with a count of Yes and No rows on each side of
 the split. Fitting the logistic regression on those combinations with the counts as sample
 weights has exactly the same objective as fitting it on the raw rows, so it reaches the same
-optimum in a fraction of the time and memory. The split is a hash of the seed and the row
+optimum in a fraction of the time and memory (gradient boosting too, but for the few rules of
+scikit-learn that count rows: see :mod:`shared.model.pipeline` and the README). The split is a hash of the seed and the row
 number, so it is the same whether rows are streamed or loaded, and needs no state.
 """
 
@@ -15,7 +16,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -27,9 +27,11 @@ from sklearn.pipeline import Pipeline
 
 from shared.data.loader import EncodedCsv, LoadReport, decode_features
 from shared.data.schema import FEATURE_COLUMNS, GROUP_COLUMNS, VOCABULARY
+from shared.data.source import CsvSource
 from shared.errors import DataError, InvalidParameterError
 from shared.model.evaluation import GateResult, binary_metrics, check_gate, group_metrics
-from shared.model.pipeline import ModelParams, build_pipeline
+from shared.model.explain import attach_distribution
+from shared.model.pipeline import EstimatorParams, ModelParams, build_pipeline, fit_params
 from shared.registry.versions import ModelRegistry, ModelVersion
 
 #: Share of the overall progress bar each stage takes (reading dominates on large files).
@@ -139,8 +141,10 @@ def _span(stage: str, done: float) -> float:
     return lo + (hi - lo) * min(max(done, 0.0), 1.0)
 
 
-def fit_counts(train: Counts, params: ModelParams) -> tuple[Pipeline, bool]:
-    """Fit the pipeline on weighted combinations; also say whether the solver converged."""
+def fit_counts(train: Counts, params: EstimatorParams) -> tuple[Pipeline, bool]:
+    """Fit the pipeline on weighted combinations; also say whether the solver converged (a
+    boosting run has no convergence to miss: it always is). The fitted pipeline carries the
+    training side's distribution, against which its predictions are explained."""
     codes, labels, weights = train.weighted_rows()
     if len(set(labels.tolist())) < 2:
         raise DataError(
@@ -150,8 +154,9 @@ def fit_counts(train: Counts, params: ModelParams) -> tuple[Pipeline, bool]:
     pipeline = build_pipeline(params)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        pipeline.fit(decode_features(codes), labels, logisticregression__sample_weight=weights)
+        pipeline.fit(decode_features(codes), labels, **fit_params(params, labels, weights))
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    attach_distribution(pipeline, train.codes, train.negatives + train.positives)
     return pipeline, converged
 
 
@@ -185,8 +190,8 @@ class TrainingRun:
 
 
 def train_model(
-    dataset: Path,
-    params: ModelParams | None = None,
+    dataset: CsvSource,
+    params: EstimatorParams | None = None,
     split: SplitParams | None = None,
     minimums: dict[str, float] | None = None,
     on_progress: ProgressCallback | None = None,
@@ -228,6 +233,7 @@ def train_model(
         },
         "rows": _row_counts(stream.report, train, test),
         "invalid_values": dict(stream.report.invalid_values),
+        "estimator": params.estimator,
         "params": params.as_dict(),
         "split": {**asdict(split), "method": "hash of (random_state, row number)"},
         "metrics": metrics,

@@ -21,12 +21,14 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.queue.ports import PredictionResult
+from api.queue.predictions import RedisPredictionClient
 from api.services import Services
 from shared import stores
 from shared.data.loader import decode_features
 from shared.data.store import DatasetStore
 from shared.errors import NoProductionModelError, PredictionUnavailableError
 from shared.jobs.store import JobStore
+from shared.model.scoring import EXPLAIN, Scorer, encode_codes, score_batch
 from shared.model.training import register_run, train_model
 from shared.presence import WorkerPresence
 from shared.registry.versions import ModelRegistry
@@ -55,11 +57,15 @@ class FakeTrainingQueue:
 
 class FakePredictionClient:
     """Scores in process with the registry's real production model (through the fitted
-    pipeline, so the API's encoding is checked against the model itself)."""
+    pipeline, so the API's encoding is checked against the model itself). An explained
+    request goes the workers' way instead: the real scorer, the batch item and reply format,
+    and the real client's reading of the reply."""
 
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
         self.calls: list[np.ndarray] = []
+        self.explained: list[bool] = []
+        self._scorers: dict[str, Scorer] = {}
         self.fail_with: BaseException | None = None
         #: Raised by refuse_if_full, as the real client does when overloaded.
         self.full: BaseException | None = None
@@ -69,13 +75,19 @@ class FakePredictionClient:
         if self.full is not None:
             raise self.full
 
-    async def predict(self, codes: np.ndarray) -> PredictionResult:
+    async def predict(self, codes: np.ndarray, explain: bool = False) -> PredictionResult:
         self.calls.append(codes)
+        self.explained.append(explain)
         if self.fail_with is not None:
             raise self.fail_with
         version = self.registry.production_version()
         if version is None:
             raise NoProductionModelError("no production model yet: train one first")
+        if explain:
+            if version not in self._scorers:
+                self._scorers[version] = Scorer(version, self.registry.load(version))
+            (reply,) = score_batch(self._scorers[version], [["1", encode_codes(codes), EXPLAIN]])
+            return RedisPredictionClient._result(reply)
         proba = self.registry.load(version).predict_proba(decode_features(codes))[:, 1]
         return PredictionResult(version, [float(p) for p in proba])
 

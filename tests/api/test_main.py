@@ -136,9 +136,9 @@ def test_openapi_documents_every_error_with_the_shape(make_api: MakeApi, key: st
         ("/jobs/{job_id}", "get"): {"200", "404", "422", "503", "500"},
         ("/jobs/{job_id}/cancel", "post"): {"202", "404", "409", "422", "503", "500"}
         | unauthorized,
-        ("/predict", "post"): {"200", "413", "422", "503", "500"},
-        ("/datasets", "get"): {"200", "500"},
-        ("/datasets", "post"): {"201", "413", "415", "422", "500", *unauthorized},
+        ("/predict", "post"): {"200", "409", "413", "422", "503", "500"},
+        ("/datasets", "get"): {"200", "500", "503"},
+        ("/datasets", "post"): {"201", "413", "415", "422", "500", "503", *unauthorized},
         ("/models", "get"): {"200", "500"},
         ("/models/{version}", "get"): {"200", "404", "422", "500"},
         ("/models/{version}/promote", "post"): {"200", "404", "409", "422", "500"} | unauthorized,

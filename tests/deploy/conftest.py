@@ -37,6 +37,22 @@ def load_compose() -> dict[str, Any]:
     return data
 
 
+def named_images() -> list[str]:
+    """Every image the project's files name: the Dockerfile's base, then each service's
+    image that is not built here, in the compose file's order."""
+    bases = [
+        line.split()[1]
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.upper().startswith("FROM ")
+    ]
+    pulled = [
+        service["image"]
+        for service in load_compose()["services"].values()
+        if "build" not in service
+    ]
+    return list(dict.fromkeys([*bases, *pulled]))
+
+
 def require_tool(name: str, path: str | None, install: str) -> str:
     """The tool's path; without it, skip (fail when CI=true, where .ci/run installs it)."""
     refuse_without_services(name, "external")

@@ -55,14 +55,15 @@ def test_a_broken_compose_file_is_refused(tmp_path: Path) -> None:
     assert "condition" in result.stderr
 
 
-def test_flower_is_in_the_monitoring_profile_only() -> None:
+def test_monitoring_services_are_in_the_monitoring_profile_only() -> None:
     """As docker-compose understood the file (1.29 lists profiled services in --services, so
     the parsed ``profiles`` key is what shows it)."""
     result = compose_config("--profile", "monitoring", "config")
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
-    assert resolved["flower"]["profiles"] == ["monitoring"]
-    assert [name for name, service in resolved.items() if "profiles" in service] == ["flower"]
+    profiled = sorted(name for name, service in resolved.items() if "profiles" in service)
+    assert profiled == ["flower", "grafana", "prometheus"]
+    assert all(resolved[name]["profiles"] == ["monitoring"] for name in profiled)
 
 
 @pytest.mark.parametrize("shell_env", [{}, {"LOG_LEVEL": "DEBUG", "API_KEY": "s3cret"}])

@@ -61,10 +61,18 @@ def _value(args: list[str], *names: str) -> str | None:
 # --- the services -----------------------------------------------------------------------------
 
 
+MONITORING = {"flower", "prometheus", "grafana"}
+#: Services whose image offers no probe a healthcheck could run (and which nothing waits for
+#: but storage-init, which waits for s3 by retrying), and the one-shot storage-init itself.
+WITHOUT_HEALTHCHECK = {"flower", "grafana", "s3", "storage-init"}
+CORE = {"redis", "s3", "storage-init", "api", "worker-training", "worker-prediction"}
+
+
 def test_the_services_and_the_monitoring_profile(services: dict[str, Any]) -> None:
-    assert set(services) == {"redis", "api", "worker-training", "worker-prediction", "flower"}
-    assert services["flower"].get("profiles") == ["monitoring"]
-    for name in set(services) - {"flower"}:
+    assert set(services) == {*CORE, *MONITORING}
+    for name in MONITORING:
+        assert services[name].get("profiles") == ["monitoring"], name
+    for name in set(services) - MONITORING:
         assert "profiles" not in services[name], f"{name} must start with a plain `up`"
 
 
@@ -85,31 +93,58 @@ def test_redis_persists_append_only_on_a_named_volume(compose: dict[str, Any]) -
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
 
 
-def test_models_and_data_are_named_volumes_shared_by_the_api_and_workers(
+def test_models_and_data_are_in_the_object_store_and_no_volume_is_shared(
     compose: dict[str, Any],
 ) -> None:
-    for name in APP_SERVICES:
-        service = compose["services"][name]
-        mounts = dict(volume.split(":", 1) for volume in service["volumes"])
-        assert mounts.get("models") == service["environment"]["MODELS_DIR"], name
-        assert mounts.get("data") == service["environment"]["DATA_DIR"], name
-    assert {"models", "data"} <= set(compose["volumes"])
+    services = compose["services"]
+    for name in (*APP_SERVICES, "storage-init"):
+        environment = services[name]["environment"]
+        assert environment["MODELS_DIR"].startswith("s3://"), name
+        assert environment["DATA_DIR"].startswith("s3://"), name
+        assert environment["S3_ENDPOINT_URL"] == "http://s3:8333", name
+        assert not services[name].get("volumes"), f"{name} mounts a volume"
+    owners: dict[str, list[str]] = {}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source in compose["volumes"]:
+                owners.setdefault(source, []).append(name)
+    assert all(len(names) == 1 for names in owners.values()), owners
+    assert owners["s3-data"] == ["s3"] and owners["redis-data"] == ["redis"]
+    assert (
+        services["s3"]["environment"]["AWS_ACCESS_KEY_ID"]
+        == (services["api"]["environment"]["AWS_ACCESS_KEY_ID"])
+    )
 
 
 def test_start_order_goes_through_healthchecks(services: dict[str, Any]) -> None:
     for name, service in services.items():
-        for dependency, condition in (service.get("depends_on") or {}).items():
+        depends_on = service.get("depends_on") or {}
+        if name == "storage-init":  # it waits for the store itself (cli/storage.py, --wait)
+            assert depends_on == ["s3"] and service["restart"] == "no"
+            continue
+        for dependency, condition in depends_on.items():
+            if dependency == "storage-init":
+                assert condition == {"condition": "service_completed_successfully"}, name
+                continue
             assert condition == {"condition": "service_healthy"}, (name, dependency)
             assert services[dependency].get("healthcheck", {}).get("test"), dependency
         command = " ".join(str(part) for part in service.get("command", []))
         assert "sleep" not in command, f"{name} waits by sleeping"
-    assert set(services["api"]["depends_on"]) == {"redis", "worker-training", "worker-prediction"}
-    for name in ("worker-training", "worker-prediction", "flower"):
-        assert set(services[name]["depends_on"]) == {"redis"}, name
+    assert set(services["api"]["depends_on"]) == {
+        "redis",
+        "storage-init",
+        "worker-training",
+        "worker-prediction",
+    }
+    for name in ("worker-training", "worker-prediction"):
+        assert set(services[name]["depends_on"]) == {"redis", "storage-init"}, name
+    assert set(services["flower"]["depends_on"]) == {"redis"}
+    assert set(services["grafana"]["depends_on"]) == {"prometheus"}
 
 
-def test_every_service_but_flower_has_a_healthcheck(services: dict[str, Any]) -> None:
-    for name in set(services) - {"flower"}:
+def test_every_service_but_flower_and_grafana_has_a_healthcheck(services: dict[str, Any]) -> None:
+    for name in set(services) - WITHOUT_HEALTHCHECK:
         check = services[name]["healthcheck"]
         assert check["test"][0] in ("CMD", "CMD-SHELL") and len(check["test"]) > 1, name
         assert check["interval"] and check["timeout"] and check["retries"] >= 1, name
@@ -118,16 +153,18 @@ def test_every_service_but_flower_has_a_healthcheck(services: dict[str, Any]) ->
 # --- the commands name real code --------------------------------------------------------------
 
 
-def test_the_api_command_serves_a_real_asgi_app(services: dict[str, Any]) -> None:
+def test_the_api_command_is_the_launcher_of_a_real_asgi_app(services: dict[str, Any]) -> None:
+    """``python -m api.server``: uvicorn with API_WORKERS processes (api/server.py)."""
     command = services["api"]["command"]
-    assert command[0] == "uvicorn"
-    target = next(arg for arg in command[1:] if not arg.startswith("-") and ":" in arg)
-    module_name, _, attribute = target.partition(":")
-    app = getattr(importlib.import_module(module_name), attribute)
-    assert callable(app) and hasattr(app, "router"), f"{target} is not an ASGI app"
-    assert set(_flags(command)) <= _options(uvicorn_cli), "unknown uvicorn options"
-    assert "--no-access-log" in command  # the request metrics carry what it would log
-    assert _value(command, "--port") == services["api"]["environment"]["PORT"]
+    assert command[:3] == ["python", "-m", "api.server"]
+    launcher = importlib.import_module("api.server")
+    parser = launcher.build_parser(Settings())
+    args = parser.parse_args(command[3:])  # exits on an unknown option
+    app = importlib.import_module("api.main").app
+    assert callable(app) and hasattr(app, "router")
+    assert str(args.port) == services["api"]["environment"]["PORT"]
+    assert int(interpolate(services["api"]["environment"]["API_WORKERS"])) >= 2
+    assert set(_flags(command[3:])) <= _options(uvicorn_cli), "flags uvicorn means the same"
 
 
 @pytest.mark.parametrize(
@@ -171,7 +208,7 @@ def test_every_healthcheck_command_is_a_real_probe(services: dict[str, Any]) -> 
 
 
 def test_every_variable_set_is_a_setting_the_code_reads(services: dict[str, Any]) -> None:
-    for name in APP_SERVICES:
+    for name in (*APP_SERVICES, "storage-init"):
         environment = services[name]["environment"]
         unknown = set(environment) - SETTINGS_VARIABLES
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"

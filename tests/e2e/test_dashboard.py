@@ -361,7 +361,24 @@ def test_prediction_form_shows_probability_label_and_version(
         f"{expected['probability'] * 100:.1f}%"
     )
     expect(page.locator("#predict-label")).to_have_text(f"death_yn: {expected['label']}")
+
+    # "Explain" is ticked by default: one bar per feature, the API's own contributions
+    expect(page.locator("#predict-explanation")).to_be_visible()
+    with api(stack) as http:
+        explained = http.post("/predict", json={"records": [RECORD], "explain": True}).json()
+    contributions = explained["predictions"][0]["explanation"]["contributions"]
+    shown = page.locator("#explanation-bars .value").evaluate_all(
+        "nodes => nodes.map((n) => Number(n.dataset.value))"
+    )
+    assert shown == pytest.approx([contributions[col] for col in FEATURE_COLUMNS], abs=1e-12)
+    expect(page.locator("#explanation-caption")).to_contain_text("baseline")
+    assert page.locator("#explanation-bars .bar.up").count() >= 1  # 80+, hospitalised, ICU
+    page.locator("#predict-explanation").scroll_into_view_if_needed()
     shot(page, "06-prediction")
+
+    page.uncheck("#predict-explain")
+    page.click("#predict-submit")
+    expect(page.locator("#predict-explanation")).to_be_hidden()
 
 
 def test_promoting_an_older_version_switches_predictions_and_rollback_restores(
@@ -587,3 +604,35 @@ def test_phone_width_layout_labels_and_keyboard_use(
         shot(tab, "13-phone-prediction")
     finally:
         close_page(context, tab)
+
+
+def test_training_gradient_boosting_from_the_form(page: Any, stack: LocalStack) -> None:
+    """The estimator picks which parameters the form shows and sends; the new version says
+    which estimator it is."""
+    load(page)
+    expect(page.locator('fieldset[data-estimator="hist_gradient_boosting"]')).to_be_hidden()
+    page.select_option("#param-estimator", "hist_gradient_boosting")
+    expect(page.locator('fieldset[data-estimator="logistic_regression"]')).to_be_hidden()
+    assert float(page.locator("#param-learning-rate").input_value()) == 0.1
+    assert int(page.locator("#param-hgb-max-iter").input_value()) == 100
+    page.fill("#param-hgb-max-iter", "30")
+    # the hidden estimator's fields are neither checked nor sent
+    page.eval_on_selector("#param-C", "el => { el.value = '-1'; }")
+    page.click("#train-form summary")
+    page.uncheck("#param-promote")
+    job_id = submit_training(page)
+    with api(stack) as http:
+        done = wait_until(
+            lambda: (j := http.get(f"/jobs/{job_id}").json())["status"] in FINAL and j,
+            60,
+            0.2,
+            f"job {job_id} to finish",
+        )
+        assert done["status"] == "succeeded", done
+        version = done["result"]["version"]
+        metadata = http.get(f"/models/{version}").json()
+    assert metadata["estimator"] == "hist_gradient_boosting"
+    assert metadata["params"]["max_iter"] == 30
+    expect(model_row(page, version)).to_contain_text("gradient boosting", timeout=15_000)
+    page.select_option("#param-estimator", "logistic_regression")
+    page.fill("#param-C", "1")

@@ -13,10 +13,14 @@ import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import redis
 
 from cli.stack import LocalStack
+from shared.data.loader import decode_features
+from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
+from shared.registry.versions import ModelRegistry
 from tests.conftest import SEVERE_CASE
 from tests.integration.conftest import (
     SLOW_DATASET,
@@ -240,3 +244,61 @@ def test_the_remote_cli_submits_watches_and_predicts(stack: LocalStack, producti
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and "422" in bad.stderr and "age_group" in bad.stderr
+
+
+# --- issue 13: gradient boosting trained, served from its table and explained, end to end ---
+
+MIXED_RECORDS = [
+    SEVERE_CASE,
+    {"age_group": "0 - 9 Years"},
+    {"age_group": "50 - 59 Years", "sex": "Male"},
+]
+
+
+def test_gradient_boosting_is_trained_served_exactly_and_explained(
+    stack: LocalStack, client: httpx.Client
+) -> None:
+    body = {"estimator": "hist_gradient_boosting", "params": {"max_iter": 50}}
+    job = train_and_wait(client, body)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["estimator"] == "hist_gradient_boosting" and result["promoted"], result
+    version = result["version"]
+    wait_until(
+        lambda: (
+            client.post("/predict", json={"records": MIXED_RECORDS[:1]}).json().get("model_version")
+            == version
+        ),
+        15,
+        0.05,
+        f"{version} to serve",
+    )
+
+    listed = {v["version"]: v for v in client.get("/models").json()["versions"]}
+    assert listed[version]["estimator"] == "hist_gradient_boosting"
+    assert client.get(f"/models/{version}").json()["estimator"] == "hist_gradient_boosting"
+
+    plain = client.post("/predict", json={"records": MIXED_RECORDS})
+    explained = client.post("/predict", json={"records": MIXED_RECORDS, "explain": True})
+    assert plain.status_code == explained.status_code == 200, explained.text
+    assert explained.json()["model_version"] == version
+
+    # the worker's table is the saved pipeline's predict_proba
+    pipeline = ModelRegistry(stack.models_dir).load(version)
+    codes = np.array(
+        [
+            [VOCABULARY[c].index(r.get(c, "Missing")) for c in FEATURE_COLUMNS]
+            for r in MIXED_RECORDS
+        ],
+        dtype=np.int8,
+    )
+    expected = pipeline.predict_proba(decode_features(codes))[:, 1]
+    served = [p["probability"] for p in plain.json()["predictions"]]
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-12)
+
+    for prediction, probability in zip(explained.json()["predictions"], served, strict=True):
+        assert prediction["probability"] == probability
+        explanation = prediction["explanation"]
+        total = explanation["baseline_log_odds"] + sum(explanation["contributions"].values())
+        assert abs(total - np.log(probability / (1 - probability))) < 1e-9
+    assert "explanation" not in plain.json()["predictions"][0]

@@ -18,9 +18,12 @@ from shared.data.store import DatasetStore
 from shared.jobs.records import JobStatus
 from shared.jobs.runner import TrainingContext
 from shared.jobs.store import JobStore
-from shared.model.scoring import ProductionModel, encode_codes
+from shared.model.production import ProductionModel
+from shared.model.scoring import EXPLAIN, encode_codes
 from shared.model.training import register_run, train_model
 from shared.registry.versions import ModelRegistry
+from shared.registry_events import alias_channel
+from shared.settings import get_settings
 from tests.conftest import MakeDataset
 from worker import resources, tasks
 from worker.celery_app import app
@@ -91,6 +94,31 @@ def test_training_task_runs_a_job_to_success(context: TrainingContext) -> None:
     assert stages[-1] == "done"
     rows = [r for _, _, r in context.jobs.progress]  # type: ignore[attr-defined]
     assert rows[-1] == 20_000
+
+
+def test_a_training_that_promotes_announces_it(
+    context: TrainingContext, redis_server: fakeredis.FakeRedis
+) -> None:
+    """Prediction workers elsewhere hear of the promotion at once; a version saved without
+    promotion is not announced (nothing changed for them)."""
+    pubsub = redis_server.pubsub()
+    pubsub.subscribe(alias_channel(get_settings().redis_prefix))
+    confirmed = pubsub.get_message(timeout=1)
+    assert confirmed is not None and confirmed["type"] == "subscribe"
+
+    def announcements() -> list[dict[str, Any]]:
+        found = []
+        while (message := pubsub.get_message(timeout=0.2)) is not None:
+            found.append(json.loads(message["data"]))
+        return found
+
+    job, _ = context.jobs.create("training", PARAMS)
+    tasks.train.delay(job.job_id)
+    assert announcements() == [{"version": "v1", "action": "promote"}]
+    quiet, _ = context.jobs.create("training", {**PARAMS, "promote": False})
+    tasks.train.delay(quiet.job_id)
+    assert context.jobs.get(quiet.job_id).result["version"] == "v2"  # type: ignore[index]
+    assert announcements() == []
 
 
 def test_training_task_is_idempotent_per_job(context: TrainingContext) -> None:
@@ -187,3 +215,61 @@ def test_the_worker_makes_the_default_dataset_on_first_use(context: TrainingCont
     assert done.status is JobStatus.SUCCEEDED, done.error
     assert default.is_file()
     assert done.result is not None and done.result["rows"]["read"] == 5_000
+
+
+BOOSTING = {**PARAMS, "estimator": "hist_gradient_boosting", "params": {"max_iter": 30}}
+
+
+def test_a_gradient_boosting_job_trains_saves_and_names_its_estimator(
+    context: TrainingContext,
+) -> None:
+    job, _ = context.jobs.create("training", BOOSTING)
+    tasks.train.delay(job.job_id)
+    done = context.jobs.get(job.job_id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.result is not None and done.result["estimator"] == "hist_gradient_boosting"
+    saved = context.registry.get(done.result["version"]).metadata
+    assert saved["estimator"] == "hist_gradient_boosting"
+    assert saved["params"]["max_iter"] == 30 and saved["params"]["max_leaf_nodes"] == 31
+
+
+def test_a_job_whose_parameters_the_estimator_refuses_fails_saving_nothing(
+    context: TrainingContext,
+) -> None:
+    """The API validates first; a job written another way is still refused, by the domain."""
+    params = {**BOOSTING, "params": {"min_samples_leaf": 20}}
+    job, _ = context.jobs.create("training", params)
+    tasks.train.delay(job.job_id)
+    failed = context.jobs.get(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error["code"] == "invalid_parameter"
+    assert "min_samples_leaf" in failed.error["message"]
+    assert context.registry.list_versions() == []
+
+
+def test_predict_task_explains_the_requests_that_ask(
+    context: TrainingContext,
+    redis_server: fakeredis.FakeRedis,
+    make_dataset: MakeDataset,
+    monkeypatch,
+) -> None:
+    holder = ProductionModel(context.registry)
+    monkeypatch.setattr(resources, "production_model", lambda: holder)
+    run = train_model(make_dataset(20_000, 7))
+    register_run(context.registry, run)
+    pubsub = redis_server.pubsub()
+    pubsub.subscribe("replies")
+    pubsub.get_message(timeout=1)
+    codes = np.array([[0, 1, 8, 6, 0, 0, 0], [0, 0, 0, 3, 1, 1, 1]], dtype=np.int8)
+    tasks.predict.delay(
+        "replies", [["plain", encode_codes(codes)], ["why", encode_codes(codes), EXPLAIN]]
+    )
+    message = pubsub.get_message(timeout=1)
+    assert message is not None and message["type"] == "message"
+    plain, explained = json.loads(message["data"])["replies"]
+    assert "explanation" not in plain
+    assert explained["probabilities"] == plain["probabilities"]
+    explanation = explained["explanation"]
+    log_odds = run.pipeline.decision_function(decode_features(codes))
+    totals = explanation["baseline"] + np.sum(explanation["contributions"], axis=1)
+    np.testing.assert_allclose(totals, log_odds, rtol=0, atol=1e-9)

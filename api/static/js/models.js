@@ -47,6 +47,7 @@ function renderModels() {
           { scope: "row" },
           h("span", { class: "version", text: v.version }),
           isProduction ? h("span", { class: "badge production-badge", text: "production" }) : null,
+          h("span", { class: "note estimator-note", text: v.estimator === "hist_gradient_boosting" ? "gradient boosting" : "logistic regression" }),
         ),
         h("td", { "data-label": "Created", title: v.created_at || "" }, fmtDateTime(v.created_at)),
         h("td", { "data-label": "Dataset", class: "dataset-cell", title: v.dataset && v.dataset.name ? v.dataset.name : "" }, v.dataset && v.dataset.name ? v.dataset.name : "—"),
@@ -167,7 +168,10 @@ export function renderDetail() {
   const parts = [
     `Trained ${fmtDateTime(meta.created_at)} on ${(meta.dataset && meta.dataset.name) || "?"}`,
     `${fmtInt(rows.train)} train / ${fmtInt(rows.test)} test rows`,
-    `C=${params.C}, class_weight=${params.class_weight ?? "none"}, max_iter=${params.max_iter}`,
+    `${meta.estimator || "logistic_regression"}: ${Object.entries(params)
+      .filter(([name]) => name !== "tol")
+      .map(([name, value]) => `${name}=${value ?? "none"}`)
+      .join(", ")}`,
     typeof meta.training_seconds === "number" ? `trained in ${fmtSeconds(meta.training_seconds)}` : null,
     gate.passed === undefined ? null : gate.passed ? "gate passed" : `gate failed: ${(gate.reasons || []).join("; ")}`,
   ];

@@ -1,8 +1,10 @@
 // The Predict panel: one drop-down per feature (CDC's vocabulary, from GET /vocabulary) and the
-// probability the model in production gives for that record.
+// probability the model in production gives for that record, with each feature's contribution
+// when "Explain" is ticked (explain.js draws them).
 
-import { request } from "./api.js";
+import { ApiError, request } from "./api.js";
 import { $, h, showError } from "./dom.js";
+import { renderExplanation } from "./explain.js";
 import { fmtMs } from "./format.js";
 import { state } from "./state.js";
 
@@ -51,20 +53,33 @@ async function submitPrediction(event) {
   for (const column of state.vocabulary.columns) record[column] = $(`#predict-${column}`).value;
   const button = $("#predict-submit");
   button.disabled = true;
+  let note = "";
   try {
-    const { data, ms } = await request("POST", "/predict", { json: { records: [record] } });
+    const explain = $("#predict-explain").checked;
+    let answer;
+    try {
+      answer = await request("POST", "/predict", { json: { records: [record], explain } });
+    } catch (error) {
+      // A version saved before explanations existed still predicts: ask again without.
+      if (!(explain && error instanceof ApiError && error.code === "explanation_unavailable")) throw error;
+      note = ` (no explanation: ${error.message})`;
+      answer = await request("POST", "/predict", { json: { records: [record] } });
+    }
+    const { data, ms } = answer;
     const prediction = data.predictions[0];
     $("#predict-probability").textContent = `${(prediction.probability * 100).toFixed(1)}%`;
     $("#predict-probability").title = `P(death_yn = Yes) = ${prediction.probability}`;
     const label = $("#predict-label");
     label.textContent = `death_yn: ${prediction.label}`;
     label.className = `badge ${prediction.label === "Yes" ? "status-failed" : "status-succeeded"}`;
-    $("#predict-version").textContent = `computed by ${data.model_version} in ${fmtMs(ms)}`;
+    $("#predict-version").textContent = `computed by ${data.model_version} in ${fmtMs(ms)}${note}`;
+    renderExplanation(prediction.explanation || null, record, FIELD_LABELS, prediction.probability);
     const result = $("#predict-result");
     result.dataset.version = data.model_version;
     result.hidden = false;
   } catch (error) {
     $("#predict-result").hidden = true;
+    renderExplanation(null);
     showError(errorBox, error);
   } finally {
     button.disabled = false;

@@ -160,6 +160,10 @@ class SumScorer:
     def predict_proba(self, codes: np.ndarray) -> np.ndarray:
         return np.asarray(codes.astype(float).sum(axis=1) / 100.0)
 
+    def explain(self, codes: np.ndarray) -> tuple[float, np.ndarray]:
+        """Contributions that identify their record too: its codes / 100, and a baseline of 0."""
+        return 0.0, codes.astype(float) / 100.0
+
 
 def scored(batch: list[list[str]]) -> list[dict[str, Any]]:
     """What the predict task replies for ``batch``, with :class:`SumScorer` as the model."""

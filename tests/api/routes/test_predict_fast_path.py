@@ -37,11 +37,12 @@ def random_record(rng: random.Random, broken: bool) -> Any:
     return record
 
 
-def pydantic_codes(data: Any) -> np.ndarray | None:
+def pydantic_codes(data: Any) -> tuple[np.ndarray, bool] | None:
     try:
-        return encode_records(PredictRequest.model_validate(data).records)
+        request = PredictRequest.model_validate(data)
     except ValidationError:
         return None
+    return encode_records(request.records), request.explain
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -52,13 +53,18 @@ def test_the_fast_path_accepts_and_encodes_exactly_what_pydantic_does(seed: int)
         bodies: list[Any] = [{"records": records}]
         if rng.random() < 0.2:
             bodies += [{"records": records, "x": 1}, {"records": []}, {}, records, None]
+        if rng.random() < 0.3:
+            explain = rng.choice([True, False, None, 1, 0, "true", [True]])
+            bodies += [{"records": records, "explain": explain}, {"explain": True}]
+            bodies += [{"records": records, "explain": True, "x": 1}]
         for body in bodies:
             data = json.loads(json.dumps(body))
             fast, slow = _fast_encode(data), pydantic_codes(data)
             assert (fast is None) == (slow is None), body
             if fast is not None and slow is not None:
-                np.testing.assert_array_equal(fast, slow)
-                assert fast.dtype == np.int8 and fast.shape == (len(records), 7)
+                np.testing.assert_array_equal(fast[0], slow[0])
+                assert fast[1] is slow[1]
+                assert fast[0].dtype == np.int8 and fast[0].shape == (len(records), 7)
 
 
 def test_the_record_limit_is_the_schemas() -> None:

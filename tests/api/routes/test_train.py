@@ -26,6 +26,7 @@ def test_the_job_records_the_full_normalized_body(api: Api) -> None:
     job_id = api.client.post("/train", json=body).json()["job_id"]
     assert api.jobs.get(job_id).params == {
         "dataset": DEFAULT_DATASET,
+        "estimator": "logistic_regression",
         "params": {"C": 0.5, "class_weight": "balanced", "max_iter": 1000},
         "test_size": 0.2,
         "random_state": 42,

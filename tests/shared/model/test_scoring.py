@@ -1,25 +1,13 @@
 import itertools
-import threading
-import time
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shared.data.loader import decode_features
 from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
-from shared.errors import NoProductionModelError
 from shared.model.pipeline import ModelParams
-from shared.model.scoring import (
-    ProductionModel,
-    Scorer,
-    decode_codes,
-    encode_codes,
-    score_batch,
-)
-from shared.model.training import register_run, train_model
-from shared.registry.versions import ModelRegistry
+from shared.model.scoring import EXPLAIN, Scorer, decode_codes, encode_codes, score_batch
+from shared.model.training import train_model
 from tests.conftest import MakeDataset
 
 SIZES = [len(VOCABULARY[col]) for col in FEATURE_COLUMNS]
@@ -85,72 +73,6 @@ def test_codes_round_trip_and_refuse_garbage() -> None:
             decode_codes(bad)
 
 
-def test_holder_follows_promotions_and_rollbacks(tmp_path: Path, make_dataset: MakeDataset) -> None:
-    registry = ModelRegistry(tmp_path / "models")
-    holder = ProductionModel(registry, poll_seconds=0.02)
-    with pytest.raises(NoProductionModelError, match="train one first"):
-        holder.current()
-    data = make_dataset(20_000, 7)
-    register_run(registry, train_model(data))
-    register_run(registry, train_model(data, ModelParams(C=0.01)))
-    assert holder.current().version == "v2"
-    holder.start()
-    try:
-        registry.promote("v1")
-        deadline = time.monotonic() + 5
-        while holder.current().version != "v1" and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert holder.current().version == "v1"
-        registry.rollback()
-        deadline = time.monotonic() + 5
-        while holder.current().version != "v2" and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert holder.current().version == "v2"
-    finally:
-        holder.stop()
-
-
-def test_a_request_in_flight_keeps_its_model(tmp_path: Path, make_dataset: MakeDataset) -> None:
-    """Swapping builds the new model first and replaces a reference: readers never see a gap."""
-    registry = ModelRegistry(tmp_path / "models")
-    data = make_dataset(20_000, 7)
-    register_run(registry, train_model(data))
-    register_run(registry, train_model(data, ModelParams(C=0.01)))
-    holder = ProductionModel(registry, poll_seconds=0.005)
-    holder.start()
-    failures: list[BaseException] = []
-    reads: Counter[str] = Counter()
-    stop = threading.Event()
-
-    def read() -> None:
-        codes = every_code_row(1)
-        while not stop.is_set():
-            try:
-                model = holder.current()
-                model.predict_proba(codes)
-                reads[model.version] += 1
-            except BaseException as exc:  # any failure at all is the bug
-                failures.append(exc)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for version in itertools.islice(itertools.cycle(["v1", "v2"]), 20):
-            before = reads[version]
-            registry.promote(version)
-            # the next swap waits for a read answered by this version: every swap is crossed
-            # by reads however slow the machine, and nothing races the poll interval
-            deadline = time.monotonic() + 10
-            while reads[version] == before and time.monotonic() < deadline:
-                time.sleep(0.001)
-            assert reads[version] > before, f"no read answered by {version} within 10 s"
-    finally:
-        stop.set()
-        reader.join(10)
-        holder.stop()
-    assert failures == []
-
-
 def test_a_batch_is_scored_in_one_call_and_each_request_gets_its_rows(pipelines) -> None:
     model = Scorer("v3", pipelines[0])
     codes = every_code_row(60, seed=4)
@@ -181,11 +103,28 @@ def test_a_bad_request_in_a_batch_fails_alone(pipelines) -> None:
     assert score_batch(model, []) == []
 
 
-def test_the_holder_calls_back_after_each_load(tmp_path: Path, make_dataset: MakeDataset) -> None:
-    registry = ModelRegistry(tmp_path / "models")
-    loaded: list[str] = []
-    holder = ProductionModel(registry, on_loaded=lambda model: loaded.append(model.version))
-    register_run(registry, train_model(make_dataset(20_000, 7)))
-    assert holder.current().version == "v1"
-    assert not holder.refresh()  # nothing changed: no load, no call
-    assert loaded == ["v1"]
+def test_only_the_requests_that_ask_are_explained(fitted) -> None:
+    """A batch mixes explained and plain requests: each gets what it asked for, from one
+    scoring call, and the explanation is the scorer's own for its rows."""
+    model = Scorer("v4", fitted["boosting"])
+    codes = every_code_row(9, seed=8)
+    batch = [
+        ["a", encode_codes(codes[:2])],
+        ["b", encode_codes(codes[2:5]), EXPLAIN],
+        ["c", encode_codes(codes[5:])],
+    ]
+    replies = score_batch(model, batch)
+    assert [set(r) for r in replies] == [
+        {"id", "version", "probabilities"},
+        {"id", "version", "probabilities", "explanation"},
+        {"id", "version", "probabilities"},
+    ]
+    baseline, contributions = model.explain(codes[2:5])
+    explanation = replies[1]["explanation"]
+    assert explanation["baseline"] == baseline
+    np.testing.assert_array_equal(explanation["contributions"], contributions)
+    assert replies[1]["probabilities"] == model.predict_proba(codes[2:5]).tolist()
+    # a malformed neighbour sends the batch down the one-by-one path: still explained
+    replies = score_batch(model, [["x", "zz"], *batch[1:2]])
+    assert replies[0]["error"]["code"] == "bad_request"
+    assert replies[1]["explanation"] == explanation

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.registry import versions as registry_module
 from shared.registry.versions import ModelRegistry
+from shared.storage import local as registry_module
+from shared.storage.s3 import ObjectStore
+from tests.shared.registry.backends import Backend
 
 #: The exit status of a child that died at its crash step.
 CRASH_EXIT = 86
@@ -200,20 +202,57 @@ def _install(steps: _Steps) -> None:
     pathlib.Path.mkdir = counted_mkdir  # type: ignore[method-assign]
 
 
+def _install_s3(steps: _Steps) -> None:
+    """Each request the object store layer makes is a step (only ever in a forked child). A
+    request is atomic on the server: a crash comes before it, never in its middle."""
+    for method in ("get", "head", "put", "list", "delete"):
+        real = getattr(ObjectStore, method)
+
+        def counted(self: ObjectStore, *args: Any, _real: Any = real, _m: str = method, **kw: Any):
+            target = args[0] if args else kw.get("under", "")
+            condition = " if-absent" if kw.get("if_absent") else ""
+            condition += " if-match" if kw.get("if_match") else ""
+            steps.step(f"{_m} {target}{condition}")
+            return _real(self, *args, **kw)
+
+        setattr(ObjectStore, method, counted)
+
+
+def run_request_crash(
+    backend: Backend, operation: Callable[[ModelRegistry], object], crash_at: int | None
+) -> Crash:
+    """:func:`run_step_crash` for a registry in an object store: the child dies before its
+    ``crash_at``-th request."""
+    return _run_in_child(
+        lambda report: _install_s3(_Steps(Path("/"), crash_at, report)), backend.open, operation
+    )
+
+
 def run_step_crash(
     root: Path, operation: Callable[[ModelRegistry], object], crash_at: int | None
 ) -> Crash:
     """Run ``operation`` on the registry at ``root`` in a forked child that dies before its
     ``crash_at``-th step (never, if None), and report what it did."""
+    return _run_in_child(
+        lambda report: _install(_Steps(root, crash_at, report)),
+        lambda: ModelRegistry(root),
+        operation,
+    )
+
+
+def _run_in_child(
+    install: Callable[[int], None],
+    open_registry: Callable[[], ModelRegistry],
+    operation: Callable[[ModelRegistry], object],
+) -> Crash:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the test process's code
         code = 0
         try:
             os.close(read_end)
-            steps = _Steps(root, crash_at, write_end)
-            _install(steps)
-            operation(ModelRegistry(root))
+            install(write_end)
+            operation(open_registry())
         except BaseException:
             code = ERROR_EXIT
             with contextlib.suppress(BaseException):
@@ -231,7 +270,9 @@ def run_step_crash(
     return Crash(os.waitstatus_to_exitcode(status), text.splitlines(), error)
 
 
-def promote_on_command(root: str, orders: Any, barrier: Any, base_url: str | None = None) -> None:
+def promote_on_command(
+    root: str | Backend, orders: Any, barrier: Any, base_url: str | None = None
+) -> None:
     """A promoter process: for each ``(version, delay)`` received on ``orders``, wait at the
     barrier with the other promoters, sleep ``delay`` seconds, promote, and answer
     ``("ok", version, (production, history, updated_at), started, ended)`` (monotonic clock,
@@ -239,7 +280,7 @@ def promote_on_command(root: str, orders: Any, barrier: Any, base_url: str | Non
 
     With ``base_url`` the promotion goes through the API (``POST /models/{v}/promote``, which
     does not return ``updated_at``: None); else through the registry, in this process."""
-    registry = ModelRegistry(Path(root))
+    registry = root.open() if isinstance(root, Backend) else ModelRegistry(Path(root))
     while (order := orders.recv()) is not None:
         version, delay = order
         barrier.wait(timeout=60)

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from shared.registry import versions as registry_module
 from shared.registry.versions import ModelRegistry
+from shared.storage import local as registry_module
+from tests.shared.registry.backends import Backend
 
 
 def tiny_model(seed: int = 0) -> LogisticRegression:
@@ -63,9 +64,9 @@ class ExplodingPickle:
         raise RuntimeError("boom while pickling")
 
 
-def save_many(root: str, worker: int, count: int, barrier: Any, results: Any) -> None:
+def save_many(backend: Backend, worker: int, count: int, barrier: Any, results: Any) -> None:
     """One of several processes saving at once; reports the versions it got on ``results``."""
-    registry = ModelRegistry(Path(root))
+    registry = backend.open()
     barrier.wait(timeout=60)
     names = []
     for i in range(count):

@@ -35,6 +35,7 @@ import pytest
 
 from shared.model.training import register_run
 from shared.registry.versions import HISTORY_LIMIT, ModelRegistry, ProductionState
+from tests.shared.registry.backends import Backend
 from tests.shared.registry.faults import CRASH_EXIT, Crash, promote_on_command, run_step_crash
 from tests.shared.registry.helper import tiny_model as fit_tiny_model
 
@@ -340,10 +341,10 @@ def test_the_durability_rules_catch_a_missing_fsync() -> None:
 # -- two processes promoting at once -------------------------------------------------------
 
 
-def _reader(root: str, known: list[str], stop: Any, results: Any) -> None:
+def _reader(backend: Backend, known: list[str], stop: Any, results: Any) -> None:
     """Reads the alias as fast as it can until told to stop: every read must parse and name
     complete versions."""
-    registry = ModelRegistry(Path(root))
+    registry = backend.open()
     reads, seen, errors = 0, set(), []
     while not stop.is_set():
         try:
@@ -358,10 +359,10 @@ def _reader(root: str, known: list[str], stop: Any, results: Any) -> None:
 
 
 @pytest.fixture
-def promoters(tmp_path: Path) -> Iterator[tuple[ModelRegistry, list[Any], Any]]:
+def promoters(backend: Backend) -> Iterator[tuple[ModelRegistry, list[Any], Any]]:
     """A registry of six versions (v1 in production), two promoter processes waiting for
-    orders, and a reader process."""
-    registry = ModelRegistry(tmp_path / "models")
+    orders, and a reader process (on each storage: see ``conftest.py``)."""
+    registry = backend.open()
     for i in range(6):
         registry.save_version(tiny_model(i), {"i": i})
     registry.promote("v1")
@@ -373,13 +374,11 @@ def promoters(tmp_path: Path) -> Iterator[tuple[ModelRegistry, list[Any], Any]]:
     pipes, processes = [], []
     for _ in range(2):
         ours, theirs = context.Pipe()
-        process = context.Process(
-            target=promote_on_command, args=(str(registry.root), theirs, barrier)
-        )
+        process = context.Process(target=promote_on_command, args=(backend, theirs, barrier))
         process.start()
         pipes.append(ours)
         processes.append(process)
-    reader = context.Process(target=_reader, args=(str(registry.root), known, stop, results))
+    reader = context.Process(target=_reader, args=(backend, known, stop, results))
     reader.start()
     try:
         yield registry, pipes, (stop, results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -23,7 +24,6 @@ from shared.errors import (
     IntegrityError,
     VersionNotFoundError,
 )
-from shared.registry import versions as registry_module
 from shared.registry.versions import (
     ARTIFACT_NAME,
     HISTORY_LIMIT,
@@ -31,6 +31,8 @@ from shared.registry.versions import (
     ModelRegistry,
     ProductionState,
 )
+from shared.storage import local as registry_module
+from tests.shared.registry.backends import Backend
 from tests.shared.registry.helper import (
     ExplodingPickle,
     UnpickleTrap,
@@ -40,11 +42,6 @@ from tests.shared.registry.helper import (
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 X_PROBE = np.array([[1.0, 0.0], [-1.0, 0.0]])
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "models")
 
 
 def names(registry: ModelRegistry) -> list[str]:
@@ -60,6 +57,15 @@ def version_dirs(registry: ModelRegistry) -> list[str]:
 def staging_entries(registry: ModelRegistry) -> list[Path]:
     staging = registry.root / ".staging"
     return sorted(staging.iterdir()) if staging.exists() else []
+
+
+def stored(backend: Backend) -> list[str]:
+    """Everything the registry keeps: version folders and staging leftovers in a folder, every
+    object in a store."""
+    if backend.kind == "s3":
+        return backend.object_names()
+    registry = backend.open()
+    return version_dirs(registry) + [f".staging/{p.name}" for p in staging_entries(registry)]
 
 
 def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -107,7 +113,9 @@ def test_absent_root_reads_as_empty_and_is_not_created(tmp_path: Path) -> None:
 # -- numbering ---------------------------------------------------------------------------------
 
 
-def test_versions_are_numbered_from_one_and_ordered_as_numbers(registry: ModelRegistry) -> None:
+def test_versions_are_numbered_from_one_and_ordered_as_numbers(
+    backend: Backend, registry: ModelRegistry
+) -> None:
     saved = [registry.save_version(tiny_model(i), {"i": i}) for i in range(11)]
     assert [info.version for info in saved] == [f"v{n}" for n in range(1, 12)]
     assert [info.number for info in saved] == list(range(1, 12))
@@ -117,12 +125,14 @@ def test_versions_are_numbered_from_one_and_ordered_as_numbers(registry: ModelRe
     # v10 sorts after v9, not after v1 as a string would.
     assert names(registry).index("v10") == names(registry).index("v9") + 1
     assert registry.get("v10").number == 10
-    assert registry.get("v10").path == registry.root / "v10"
+    folder = registry.root / "v10" if backend.kind == "local" else None
+    assert registry.get("v10").path == folder
 
 
 def test_next_number_is_max_plus_one_over_every_version_like_entry(
-    registry: ModelRegistry,
+    local_registry: ModelRegistry,
 ) -> None:
+    registry = local_registry
     registry.root.mkdir()
     for name in ("v2", "v9"):
         (registry.root / name).mkdir()
@@ -139,8 +149,9 @@ def test_next_number_is_max_plus_one_over_every_version_like_entry(
 
 
 def test_readers_ignore_staging_and_symlinked_versions(
-    registry: ModelRegistry, tmp_path: Path
+    local_registry: ModelRegistry, tmp_path: Path
 ) -> None:
+    registry = local_registry
     registry.save_version(tiny_model(), {})
     partial = registry.root / ".staging" / "abc"
     partial.mkdir(parents=True)
@@ -158,7 +169,7 @@ def test_readers_ignore_staging_and_symlinked_versions(
 # -- metadata --------------------------------------------------------------------------------
 
 
-def test_metadata_round_trip_with_checksum(registry: ModelRegistry) -> None:
+def test_metadata_round_trip_with_checksum(backend: Backend, registry: ModelRegistry) -> None:
     given = {
         "metrics": {"roc_auc": 0.8125, "f1": None, "nested": {"deep": [1, 2.5, None]}},
         "gate": {"passed": True, "failures": []},
@@ -170,8 +181,7 @@ def test_metadata_round_trip_with_checksum(registry: ModelRegistry) -> None:
     info = registry.save_version(tiny_model(), given)
 
     assert given == before  # the caller's dict is not modified
-    artifact = info.path / ARTIFACT_NAME
-    raw = artifact.read_bytes()
+    raw = backend.read_artifact(info)
     meta = info.metadata
     assert meta["version"] == "v1"
     assert meta["artifact_sha256"] == hashlib.sha256(raw).hexdigest()
@@ -182,9 +192,15 @@ def test_metadata_round_trip_with_checksum(registry: ModelRegistry) -> None:
     for key in ("metrics", "gate", "dataset"):
         assert meta[key] == given[key]
     assert registry.get("v1").metadata == meta
-    text = (info.path / METADATA_NAME).read_text(encoding="utf-8")
+    text = backend.read_metadata_text(info)
     assert text == json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    assert sorted(p.name for p in info.path.iterdir()) == sorted([ARTIFACT_NAME, METADATA_NAME])
+    if backend.kind == "local":
+        assert info.path is not None
+        assert sorted(p.name for p in info.path.iterdir()) == [METADATA_NAME, ARTIFACT_NAME]
+    else:
+        assert info.path is None
+        sha = meta["artifact_sha256"]
+        assert stored(backend) == [f"artifacts/{sha}.joblib", "versions/v1.json"]
 
 
 def test_load_returns_the_saved_model(registry: ModelRegistry) -> None:
@@ -202,19 +218,21 @@ def test_load_returns_the_saved_model(registry: ModelRegistry) -> None:
     [({"bad": object()}, TypeError), ({"metric": float("nan")}, ValueError)],
 )
 def test_metadata_that_is_not_json_fails_before_anything_is_written(
-    registry: ModelRegistry, metadata: dict[str, object], error: type[Exception]
+    backend: Backend, registry: ModelRegistry, metadata: dict[str, object], error: type[Exception]
 ) -> None:
     with pytest.raises(error):
         registry.save_version(tiny_model(), metadata)
-    assert version_dirs(registry) == []
-    assert staging_entries(registry) == []
+    assert stored(backend) == []
 
 
 # -- atomicity -------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(120)
-def test_writer_killed_mid_dump_leaves_no_version(registry: ModelRegistry, tmp_path: Path) -> None:
+def test_writer_killed_mid_dump_leaves_no_version(
+    local_registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry = local_registry
     registry.save_version(tiny_model(), {})
     marker = tmp_path / "dumping"
     proc = start_writer("slow-dump", registry.root, marker)
@@ -236,8 +254,9 @@ def test_writer_killed_mid_dump_leaves_no_version(registry: ModelRegistry, tmp_p
 
 @pytest.mark.timeout(120)
 def test_writer_killed_holding_the_lock_leaves_no_version_and_no_stuck_lock(
-    registry: ModelRegistry, tmp_path: Path
+    local_registry: ModelRegistry, tmp_path: Path
 ) -> None:
+    registry = local_registry
     registry.save_version(tiny_model(), {})
     marker = tmp_path / "renaming"
     proc = start_writer("hang-in-lock", registry.root, marker)
@@ -256,19 +275,21 @@ def test_writer_killed_holding_the_lock_leaves_no_version_and_no_stuck_lock(
     assert staging_entries(registry) == []
 
 
-def test_failure_during_dump_leaves_nothing(registry: ModelRegistry) -> None:
+def test_failure_during_dump_leaves_nothing(backend: Backend, registry: ModelRegistry) -> None:
     registry.save_version(tiny_model(), {})
+    before = stored(backend)
     with pytest.raises(RuntimeError, match="boom while pickling"):
         registry.save_version([tiny_model(), ExplodingPickle()], {})
-    assert version_dirs(registry) == ["v1"]
+    assert names(registry) == ["v1"]
     registry.cleanup_staging(older_than_seconds=0)
-    assert staging_entries(registry) == []
+    assert stored(backend) == before
     assert registry.save_version(tiny_model(), {}).version == "v2"
 
 
 def test_failure_during_rename_leaves_nothing(
-    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+    local_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    registry = local_registry
     registry.save_version(tiny_model(), {})
 
     def failing_rename(src: object, dst: object) -> None:
@@ -286,7 +307,8 @@ def test_failure_during_rename_leaves_nothing(
     assert registry.save_version(tiny_model(), {}).version == "v2"
 
 
-def test_cleanup_staging_removes_only_stale_leftovers(registry: ModelRegistry) -> None:
+def test_cleanup_staging_removes_only_stale_leftovers(local_registry: ModelRegistry) -> None:
+    registry = local_registry
     staging = registry.root / ".staging"
     old, fresh = staging / "old", staging / "fresh"
     for folder in (old, fresh):
@@ -304,13 +326,15 @@ def test_cleanup_staging_removes_only_stale_leftovers(registry: ModelRegistry) -
 
 
 @pytest.mark.timeout(120)
-def test_concurrent_writers_get_distinct_complete_versions(registry: ModelRegistry) -> None:
+def test_concurrent_writers_get_distinct_complete_versions(
+    backend: Backend, registry: ModelRegistry
+) -> None:
     workers, per_worker = 4, 3
     # fork, like Celery's prefork pool: cheap, and the workers start with the registry imported.
     ctx = multiprocessing.get_context("fork")
     barrier, queue = ctx.Barrier(workers), ctx.Queue()
     procs = [
-        ctx.Process(target=save_many, args=(str(registry.root), w, per_worker, barrier, queue))
+        ctx.Process(target=save_many, args=(backend, w, per_worker, barrier, queue))
         for w in range(workers)
     ]
     for proc in procs:
@@ -324,7 +348,8 @@ def test_concurrent_writers_get_distinct_complete_versions(registry: ModelRegist
     expected = [f"v{n}" for n in range(1, workers * per_worker + 1)]
     assert sorted(saved, key=lambda name: int(name[1:])) == expected
     assert names(registry) == expected
-    assert staging_entries(registry) == []
+    if backend.kind == "local":
+        assert staging_entries(registry) == []
     seen = set()
     for name in expected:
         loaded, metadata = registry.load(name), registry.get(name).metadata
@@ -337,27 +362,27 @@ def test_concurrent_writers_get_distinct_complete_versions(registry: ModelRegist
 # -- checksums -------------------------------------------------------------------------------
 
 
-def test_flipped_byte_is_refused(registry: ModelRegistry) -> None:
+def test_flipped_byte_is_refused(backend: Backend, registry: ModelRegistry) -> None:
     info = registry.save_version(tiny_model(), {})
-    artifact = info.path / ARTIFACT_NAME
-    raw = bytearray(artifact.read_bytes())
+    raw = bytearray(backend.read_artifact(info))
     raw[len(raw) // 2] ^= 0xFF
-    artifact.write_bytes(bytes(raw))
+    backend.write_artifact(info, bytes(raw))
 
     with pytest.raises(IntegrityError, match="v1"):
         registry.load("v1")
 
 
 def test_swapped_artifact_is_refused_without_being_unpickled(
-    registry: ModelRegistry, tmp_path: Path
+    backend: Backend, registry: ModelRegistry, tmp_path: Path
 ) -> None:
     info = registry.save_version(tiny_model(), {})
     registry.promote("v1")
     marker = tmp_path / "unpickled.txt"
-    artifact = info.path / ARTIFACT_NAME
-    joblib.dump(UnpickleTrap(marker), artifact)
-    # The trap works: loading the file directly does write the marker.
-    joblib.load(artifact)
+    trap = io.BytesIO()
+    joblib.dump(UnpickleTrap(marker), trap)
+    backend.write_artifact(info, trap.getvalue())
+    # The trap works: loading the stored bytes directly does write the marker.
+    joblib.load(io.BytesIO(backend.read_artifact(info)))
     assert marker.exists()
     marker.unlink()
 
@@ -366,16 +391,16 @@ def test_swapped_artifact_is_refused_without_being_unpickled(
     assert not marker.exists()
 
 
-def test_missing_artifact_or_checksum_is_refused(registry: ModelRegistry) -> None:
-    first = registry.save_version(tiny_model(), {})
-    second = registry.save_version(tiny_model(), {})
-    (first.path / ARTIFACT_NAME).unlink()
+def test_missing_artifact_or_checksum_is_refused(backend: Backend, registry: ModelRegistry) -> None:
+    first = registry.save_version(tiny_model(0), {})
+    second = registry.save_version(tiny_model(1), {})
+    backend.delete_artifact(first)
     with pytest.raises(IntegrityError):
         registry.load("v1")
 
     meta = dict(second.metadata)
     del meta["artifact_sha256"]
-    (second.path / METADATA_NAME).write_text(json.dumps(meta))
+    backend.write_metadata_text(second, json.dumps(meta))
     with pytest.raises(IntegrityError):
         registry.load("v2")
 
@@ -383,7 +408,9 @@ def test_missing_artifact_or_checksum_is_refused(registry: ModelRegistry) -> Non
 # -- production alias ------------------------------------------------------------------------
 
 
-def test_promote_and_rollback_move_production_through_history(registry: ModelRegistry) -> None:
+def test_promote_and_rollback_move_production_through_history(
+    backend: Backend, registry: ModelRegistry
+) -> None:
     for i in range(3):
         registry.save_version(tiny_model(i), {"i": i})
     assert registry.production_version() is None
@@ -396,7 +423,7 @@ def test_promote_and_rollback_move_production_through_history(registry: ModelReg
     assert registry.production() == state
     assert registry.production_version() == "v3"
     assert registry.get("v3").metadata["i"] == 2
-    on_disk = json.loads((registry.root / "production.json").read_text())
+    on_disk = json.loads(backend.read_alias() or b"null")
     assert on_disk == {"version": "v3", "history": ["v1", "v2"], "updated_at": state.updated_at}
     assert datetime.fromisoformat(on_disk["updated_at"]).utcoffset() == timedelta(0)
 
@@ -498,7 +525,8 @@ def test_path_like_versions_are_not_found(
     assert registry.production_version() is None
 
 
-def test_alias_token_mtime_only_moves_forward(registry: ModelRegistry) -> None:
+def test_alias_token_mtime_only_moves_forward(local_registry: ModelRegistry) -> None:
+    registry = local_registry
     registry.save_version(tiny_model(0), {})
     registry.save_version(tiny_model(1), {})
     registry.promote("v1")
