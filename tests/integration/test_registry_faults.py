@@ -4,7 +4,8 @@ Each round, two processes promote two different versions at the same moment: the
 /models/{v}/promote``, in the uvicorn process) and a process of the test's own on the registry
 directly (as a training worker does when it promotes what it trained). The alias must end on
 one of the two with a consistent history, and *every* prediction worker must serve the final
-version within a second of the last promotion (the workers poll the alias every 0.2 s).
+version within a second of the last promotion (they hear of it over Redis, and poll the alias
+every ``MODEL_POLL_SECONDS`` as a fallback).
 
 Which worker answers a ``POST /predict`` is not something a client can choose, so the switch is
 measured twice: through the API (the first answer from the final version, after the last
@@ -80,7 +81,7 @@ class WorkerLog:
         found = []
         for line in self.lines:
             message = str(line.get("message", ""))
-            if line.get("logger") == "shared.model.scoring" and message.startswith(
+            if line.get("logger") == "shared.model.production" and message.startswith(
                 "serving model "
             ):
                 stamp = datetime.fromisoformat(str(line["ts"]).replace("Z", "+00:00"))
