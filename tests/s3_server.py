@@ -113,7 +113,10 @@ def seaweedfs_command(
         f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
         f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-master.volumeSizeLimitMB=256", "-volume.max=0", "-master.telemetry=false",
+        # Each bucket takes volumes of its own (7 at first), and ``-volume.max=0`` allows only
+        # free disk / volume size of them: about 40 buckets on a 70 GB disk. Volumes are not
+        # preallocated, so a high count costs nothing until written.
+        "-master.volumeSizeLimitMB=256", "-volume.max=5000", "-master.telemetry=false",
     ]  # fmt: skip
 
 

@@ -6,10 +6,16 @@ images (no registry of images is reachable): :mod:`tests.deploy.standin` builds 
 compose file names. Our own daemon listens on a private socket (``DOCKER_HOST`` points the CLI
 and ``docker-compose`` at it) but keeps the default data root, so images built once are reused
 by the next run.
+
+Two daemons must not share one data root, so starting ours takes a machine-wide lock
+(:data:`LOCK_PATH`) that is held until it stops: a second user (``.ci/run`` builds the stand-in
+images in the background while lint and the first tests run, and the compose test then needs
+the engine) waits for the first instead of failing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -24,6 +30,10 @@ DOCKER_CLIENTS = ("/usr/bin/docker",)
 DOCKERD_CANDIDATES = ("/usr/sbin/dockerd", "/usr/bin/dockerd")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
+#: Held by whoever runs a daemon of our own (see the module's docstring).
+LOCK_PATH = Path(tempfile.gettempdir()) / "rvt-dockerd.lock"
+#: How long to wait for another user's daemon to stop: a cold build of every stand-in image.
+LOCK_TIMEOUT_SECONDS = 1200.0
 
 
 class EngineUnavailable(RuntimeError):
@@ -39,6 +49,8 @@ class Engine:
     state_dir: Path | None = None
     log_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: The open lock file while our daemon runs (closing it releases the lock).
+    lock: int | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": self.host, **extra}
@@ -76,6 +88,14 @@ class Engine:
     def stop(self) -> None:
         """Stop the daemon we started (SIGTERM, then SIGKILL of its process group); never one
         we found running."""
+        try:
+            self._stop_daemon()
+        finally:
+            if self.lock is not None:
+                os.close(self.lock)
+                self.lock = None
+
+    def _stop_daemon(self) -> None:
         if self.daemon is None:
             return
         if self.daemon.poll() is None:
@@ -97,9 +117,28 @@ def docker_client() -> str | None:
     return shutil.which("docker")
 
 
+def _take_lock(timeout: float = LOCK_TIMEOUT_SECONDS) -> tuple[int, float]:
+    """The lock of :data:`LOCK_PATH` (its descriptor), and how long we waited for it."""
+    lock = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+    started = time.monotonic()
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock, time.monotonic() - started
+        except BlockingIOError:
+            if time.monotonic() - started > timeout:
+                os.close(lock)
+                raise EngineUnavailable(
+                    f"another process has held {LOCK_PATH} for over {timeout:.0f} s "
+                    "(a daemon of ours that never stopped?)"
+                ) from None
+            time.sleep(1.0)
+
+
 def find_or_start() -> Engine:
     """The engine at ``DOCKER_HOST`` (or the default socket) if one answers, else a daemon of
-    our own. Raises :class:`EngineUnavailable` with the reason."""
+    our own, once no other one of ours runs. Raises :class:`EngineUnavailable` with the
+    reason."""
     docker = docker_client()
     if docker is None:
         raise EngineUnavailable("no docker client (apt-get install docker.io; .ci/run does it)")
@@ -112,6 +151,18 @@ def find_or_start() -> Engine:
         raise EngineUnavailable("no dockerd (apt-get install docker.io; .ci/run does it)")
     if os.geteuid() != 0:
         raise EngineUnavailable("no Docker engine answers, and only root can start dockerd here")
+    lock, waited = _take_lock()
+    try:
+        engine = _start_daemon(docker, dockerd)
+    except BaseException:
+        os.close(lock)
+        raise
+    engine.lock = lock
+    engine.timings["waiting for another daemon of ours"] = waited
+    return engine
+
+
+def _start_daemon(docker: str, dockerd: str) -> Engine:
     # A short path: containerd's sockets live under the exec root, and socket paths are short.
     state = Path(tempfile.mkdtemp(prefix="rvt-dockerd-"))
     log_path = state / "dockerd.log"

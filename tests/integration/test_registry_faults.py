@@ -1,4 +1,5 @@
-"""Promotions racing on a real stack with two prediction workers.
+"""Promotions racing on a real stack with two prediction workers, with the registry in a local
+folder and in an object store (the session's SeaweedFS).
 
 Each round, two processes promote two different versions at the same moment: the API (``POST
 /models/{v}/promote``, in the uvicorn process) and a process of the test's own on the registry
@@ -10,7 +11,8 @@ every ``MODEL_POLL_SECONDS`` as a fallback).
 Which worker answers a ``POST /predict`` is not something a client can choose, so the switch is
 measured twice: through the API (the first answer from the final version, after the last
 promotion returned), and in each worker's own log (its "serving model <v>" line, stamped to the
-millisecond, after the alias file's mtime, which is when the final promotion wrote it). Every
+millisecond, after the ``updated_at`` the final promotion stamped into the alias just before
+writing it: an object store's Last-Modified has only a second's resolution). Every
 wait is bounded and generous; the one timed assertion is the 1 s requirement, and the delays
 are printed (``pytest -s``) whether or not it holds.
 """
@@ -32,9 +34,13 @@ import httpx
 import pytest
 
 from cli.stack import LocalStack
-from shared.registry.versions import HISTORY_LIMIT, ModelRegistry
+from shared.registry.versions import HISTORY_LIMIT
+from shared.settings import Settings
+from shared.storage.location import S3Location
 from tests.conftest import SEVERE_CASE
-from tests.integration.conftest import make_stack, train_and_wait, wait_until
+from tests.integration.conftest import new_stack, start_or_fail, train_and_wait, wait_until
+from tests.s3_server import SeaweedS3
+from tests.shared.registry.backends import Backend
 from tests.shared.registry.faults import promote_on_command
 
 pytestmark = pytest.mark.integration
@@ -89,14 +95,45 @@ class WorkerLog:
         return found
 
 
-@pytest.fixture(scope="module")
-def race_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+@dataclass
+class RaceStack:
+    stack: LocalStack
+    #: How the test and its promoter process open the stack's registry.
+    backend: Backend
+
+
+def _backend(kind: str, stack: LocalStack, request: pytest.FixtureRequest) -> Backend:
+    """Point ``stack`` (not started yet) at a registry of ``kind``; how to open it."""
+    if kind == "local":
+        assert isinstance(stack.models_dir, Path)
+        return Backend("local", root=stack.models_dir)
+    server: SeaweedS3 = request.getfixturevalue("s3_server")
+    location = S3Location(server.new_bucket(), "race/models")
+    stack.models_dir = location
+    stack.env = {**stack.env, **server.env()}
+    settings = Settings(
+        _env_file=None,
+        models_dir=str(location),
+        s3_endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        aws_region=server.region,
+    )
+    return Backend("s3", settings=settings)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def race_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RaceStack]:
     """A stack of its own with a second prediction worker, JSON logs, and four versions that
     passed their gate (v1 trained by the stack, v2-v4 the same model saved again)."""
-    stack = make_stack(
-        tmp_path_factory.mktemp("registry-faults"),
+    stack = new_stack(
+        tmp_path_factory.mktemp(f"registry-faults-{request.param}"),
         {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "MODEL_POLL_SECONDS": "0.2"},
     )
+    backend = _backend(request.param, stack, request)
+    start_or_fail(stack)
     try:
         stack.start_worker("prediction", name=WORKERS[1])
         with httpx.Client(base_url=stack.base_url, timeout=10) as http:
@@ -108,26 +145,26 @@ def race_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
             wait_until(two_prediction_workers, PATIENCE, 0.1, "two prediction workers")
             job = train_and_wait(http)
             assert job["status"] == "succeeded" and job["result"]["promoted"], job
-        registry = ModelRegistry(stack.models_dir)
+        registry = backend.open()
         first = registry.list_versions()[0]
         assert first.metadata["gate"]["passed"] is True
         metadata = {k: v for k, v in first.metadata.items() if k not in GENERATED}
         pipeline = registry.load(first.version)
         for _ in range(3):
             registry.save_version(pipeline, metadata)
-        yield stack
+        yield RaceStack(stack, backend)
     finally:
         stack.stop()
 
 
 @pytest.fixture
-def promoters(race_stack: LocalStack) -> Iterator[tuple[Any, Any]]:
+def promoters(race_stack: RaceStack) -> Iterator[tuple[Any, Any]]:
     """Two promoter processes: one through the API, one on the registry itself."""
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(2)
-    root = str(race_stack.models_dir)
+    root = race_stack.backend
     pipes, processes = [], []
-    for base_url in (race_stack.base_url, None):
+    for base_url in (race_stack.stack.base_url, None):
         ours, theirs = context.Pipe()
         process = context.Process(
             target=promote_on_command, args=(root, theirs, barrier, base_url), daemon=True
@@ -162,21 +199,21 @@ def _predicted_version(http: httpx.Client) -> str:
 
 
 def test_racing_promotions_end_on_one_version_that_every_worker_serves_within_a_second(
-    race_stack: LocalStack, promoters: tuple[Any, Any]
+    race_stack: RaceStack, promoters: tuple[Any, Any]
 ) -> None:
     api_promoter, local_promoter = promoters
-    registry = ModelRegistry(race_stack.models_dir)
-    alias = race_stack.models_dir / "production.json"
-    assert race_stack.log_dir is not None
-    logs = {name: WorkerLog(race_stack.log_dir / f"{name}.log") for name in WORKERS}
+    stack = race_stack.stack
+    registry = race_stack.backend.open()
+    assert stack.log_dir is not None
+    logs = {name: WorkerLog(stack.log_dir / f"{name}.log") for name in WORKERS}
     versions = [info.version for info in registry.list_versions()]
     assert len(versions) == 4
     rng = random.Random(20240611)
     via_api: list[float] = []  # last promotion returned -> first answer from the final version
-    in_worker: dict[str, list[float]] = {name: [] for name in WORKERS}  # alias written -> served
+    in_worker: dict[str, list[float]] = {name: [] for name in WORKERS}  # alias stamped -> served
     won = {"api": 0, "local": 0}
 
-    with httpx.Client(base_url=race_stack.base_url, timeout=10) as http:
+    with httpx.Client(base_url=stack.base_url, timeout=10) as http:
         # Both workers serve the starting version before anything races.
         start = registry.production_version()
         for log in logs.values():
@@ -199,7 +236,8 @@ def test_racing_promotions_end_on_one_version_that_every_worker_serves_within_a_
             api_reply, local_reply = _reply(api_promoter), _reply(local_promoter)
             promoted = max(api_reply[4], local_reply[4])
             final = registry.production()
-            written = alias.stat().st_mtime_ns / 1e9
+            assert final.updated_at is not None
+            stamped = datetime.fromisoformat(final.updated_at).timestamp()
 
             # One winner, and a history that records each promotion once, in order.
             assert final.version in {a, b}, (a, b, final)
@@ -230,7 +268,7 @@ def test_racing_promotions_end_on_one_version_that_every_worker_serves_within_a_
                 wait_until(swapped, PATIENCE, 0.02, f"{name} to serve {final.version}")
                 served = log.served()
                 assert served[-1][0] == final.version, (name, served)
-                in_worker[name].append(served[-1][1] - written)
+                in_worker[name].append(served[-1][1] - stamped)
 
             # Both workers serve it now: no answer may come from another version.
             answers = {_predicted_version(http) for _ in range(8)}
@@ -238,13 +276,13 @@ def test_racing_promotions_end_on_one_version_that_every_worker_serves_within_a_
 
     worst = {name: max(delays) for name, delays in in_worker.items()}
     print(
-        f"\npromotion races on a real stack: {ROUNDS} rounds of the API against a local "
+        f"\npromotion races on a real stack ({race_stack.backend.kind} registry): {ROUNDS} rounds of the API against a local "
         f"process ({won['api']} won by the API's promotion, {won['local']} by the local one), "
         "each ending on one of the two with every promotion recorded once; "
         f"final version answered through POST /predict {statistics.median(via_api):.3f} s "
         f"(median) / {max(via_api):.3f} s (max) after the last promotion returned; "
         + "; ".join(
-            f"{name} serving it {statistics.median(d):.3f} s / {max(d):.3f} s after the write"
+            f"{name} serving it {statistics.median(d):.3f} s / {max(d):.3f} s after the stamp"
             for name, d in in_worker.items()
         )
         + f" (limit {SWITCH_SECONDS} s)"
