@@ -24,7 +24,8 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from api.limits import BodyTooLargeError
-from api.schemas import FIELD_CHOICES, ErrorInfo, ErrorResponse
+from api.schemas.base import ErrorInfo, ErrorResponse
+from api.schemas.predictions import FIELD_CHOICES
 from shared.errors import DomainError, OverloadedError
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,8 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import REQUEST_ID_HEADER, RequestIdMiddleware
+from api.openinference.errors import install_v2_error_shape
+from api.openinference.routes import include_open_inference
 from api.routes import api_router, api_routes
 from api.security import API_KEY_HEADER, document_security
 from api.services import Services, build_services
@@ -125,6 +127,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(api_router)
+    include_open_inference(app)  # /v2: the Open Inference Protocol
+    install_v2_error_shape(app)  # after install_error_handlers: its errors in the V2 shape
     install_openapi(app, settings)
     return app
 

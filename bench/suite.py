@@ -39,6 +39,9 @@ from shared.data.synthetic import write_synthetic_csv
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SECTIONS = ("service", "training", "inprocess", "scaling")
+#: ``--full``: about the size of the whole CDC file (106M rows in its 2024 release)
+FULL_ROWS = 100_000_000
+FULL_BYTES_PER_ROW = 129  # the synthetic file's mean, rounded up (643 MB for 5M rows)
 LIBRARIES = (
     "fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "orjson", "celery",
     "kombu", "redis", "numpy", "pandas", "scikit-learn", "joblib",
@@ -55,6 +58,8 @@ class Config:
     #: rows of the scaling curve (streaming trainer) and of the in-memory reference fit
     scaling_rows: tuple[int, ...] = (50_000, 200_000, 1_000_000, 3_000_000, 10_000_000)
     inmemory_rows: tuple[int, ...] = (50_000, 200_000, 1_000_000, 2_000_000)
+    #: ``--full``: one more point of the scaling curve, the size of the whole CDC file
+    full_rows: int | None = None
     train_posts: int = 100
     sections: tuple[str, ...] = SECTIONS
 
@@ -153,6 +158,28 @@ class Bench:
                     dst.write(line)
                     if i == rows:  # header + rows lines
                         break
+        return path
+
+    def full_dataset(self, rows: int) -> Path:
+        """The ``--full`` file, generated straight into the datasets folder (not copied from a
+        larger one): about 128.6 bytes a row, so 12.9 GB for 100M rows."""
+        path = self.data_dir / f"rows_{rows}.csv"
+        if path.exists():
+            return path
+        needed = rows * FULL_BYTES_PER_ROW
+        free = shutil.disk_usage(self.data_dir).free
+        if free < needed * 1.1:
+            raise RuntimeError(
+                f"--full needs about {needed / 1e9:.1f} GB free in {self.data_dir} for its "
+                f"{rows:,}-row file; there are {free / 1e9:.1f} GB"
+            )
+        started = time.perf_counter()
+        write_synthetic_csv(path, rows, seed=1)
+        self.results.setdefault("datasets", {})["full"] = {
+            "rows": rows,
+            "bytes": path.stat().st_size,
+            "generate_seconds": round(time.perf_counter() - started, 2),
+        }
         return path
 
     @contextlib.contextmanager
@@ -365,6 +392,11 @@ class Bench:
             self.results["scaling"] = scaling.measure(
                 self.dataset, self.config.scaling_rows, self.config.inmemory_rows
             )
+            if self.config.full_rows:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                print(f"  --full: generating {self.config.full_rows:,} rows ...", flush=True)
+                full = scaling.measure(self.full_dataset, (self.config.full_rows,), ())
+                self.results["scaling"]["runs"] += full["runs"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -374,6 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, help="seconds per measured load run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, data)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"add a {FULL_ROWS:,}-row training to the scaling curve (about "
+        f"{FULL_ROWS * FULL_BYTES_PER_ROW / 1e9:.1f} GB of disk, generated in the datasets folder)",
+    )
     args = parser.parse_args(argv)
     sections = tuple(s for s in args.sections.split(",") if s)
     unknown = set(sections) - set(SECTIONS)
@@ -382,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     config = Config.quick(sections) if args.quick else Config(sections=sections)
     if args.duration:
         config.duration_s = args.duration
+    if args.full:
+        config.full_rows = FULL_ROWS
     work = Path(tempfile.mkdtemp(prefix="rvt-bench-"))
     bench = Bench(config, work)
     started = time.perf_counter()

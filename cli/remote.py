@@ -207,11 +207,29 @@ def api_upload(
 
 @api_app.command("models")
 @one_line_errors
-def api_models(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
-    """The registry as the service sees it."""
+def api_models(
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only the newest N versions (default: every one)."),
+    ] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """The registry as the service sees it: production, its history and the versions, newest
+    first, following the API's pages."""
     with ApiClient(url, api_key) as client:
         models = client.request("GET", "/models")
-    print(json.dumps(models, indent=2))
+        versions = list(models.get("versions", []))
+        following, seen = models.get("next"), set()
+        while following and following not in seen and (limit is None or len(versions) < limit):
+            seen.add(following)  # a page that points back at itself must not loop forever
+            page = client.request("GET", following)
+            versions += page.get("versions", [])
+            following = page.get("next")
+    listing = {
+        key: value for key, value in models.items() if key not in {"limit", "next", "next_cursor"}
+    }
+    print(json.dumps({**listing, "versions": versions[:limit]}, indent=2))
 
 
 @api_app.command("predict")
@@ -252,3 +270,18 @@ def api_predict(
     with ApiClient(url, api_key) as client:
         answer = client.request("POST", "/predict", json={"records": records})
     print(json.dumps(answer, indent=2))
+
+
+@api_app.command("compare")
+@one_line_errors
+def api_compare(
+    a: Annotated[str, typer.Argument(help="A version, e.g. the one serving.")],
+    b: Annotated[str, typer.Argument(help="Another version (or the same), e.g. a candidate.")],
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Two versions side by side (GET /models/A/compare/B): metrics with their differences
+    (b - a) and where their predictions disagree; prints JSON."""
+    with ApiClient(url, api_key) as client:
+        found = client.request("GET", f"/models/{quote(a, safe='')}/compare/{quote(b, safe='')}")
+    print(json.dumps(found, indent=2))

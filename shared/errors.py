@@ -55,6 +55,13 @@ class GateFailedError(ConflictError):
     code = "gate_failed"
 
 
+class VersionInUseError(ConflictError):
+    """A version that serves, or that a rollback could bring back, cannot be deleted: the
+    message says which of the two, and what to do first."""
+
+    code = "version_in_use"
+
+
 class ExplanationUnavailableError(ConflictError):
     """The version that would answer cannot explain its predictions (saved without its
     training distribution, or not a pipeline of a known shape): train a new version."""

@@ -1,5 +1,7 @@
 """Changes of the production alias, announced over Redis pub/sub, so that every serving process
-on every host follows a promotion within a second without sharing a filesystem.
+on every host follows a promotion within a second without sharing a filesystem. Deleted
+versions are announced on the same channel (``"action": "delete"``), so that a process holding
+a version other than production checks the listing again and drops it.
 
 Whoever changes the alias (the API's promote and rollback, ``rvt models promote``/``rollback``
 and ``rvt train``, a training worker whose job promoted its version) publishes one message on
@@ -33,6 +35,8 @@ __all__ = [
     "AliasAnnouncer",
     "AliasSubscriber",
     "alias_channel",
+    "apply_retention",
+    "delete",
     "promote",
     "rollback",
 ]
@@ -98,6 +102,24 @@ def rollback(registry: ModelRegistry, announcer: AliasAnnouncer | None) -> Produ
     if announcer is not None:
         announcer.announce(state.version, "rollback")
     return state
+
+
+def delete(registry: ModelRegistry, announcer: AliasAnnouncer | None, version: str) -> None:
+    """:meth:`ModelRegistry.delete`, then announced (when there is an announcer)."""
+    registry.delete(version)
+    if announcer is not None:
+        announcer.announce(version, "delete")
+
+
+def apply_retention(
+    registry: ModelRegistry, announcer: AliasAnnouncer | None, keep: int
+) -> list[str]:
+    """:meth:`ModelRegistry.apply_retention`, each deletion announced."""
+    deleted = registry.apply_retention(keep)
+    if announcer is not None:
+        for version in deleted:
+            announcer.announce(version, "delete")
+    return deleted
 
 
 class AliasSubscriber:

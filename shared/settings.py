@@ -112,6 +112,23 @@ class Settings(BaseSettings):
             "was announced over Redis (the fallback for a missed announcement)."
         ),
     )
+    model_version_cache_size: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Versions other than production each prediction worker keeps loaded for "
+            "version-specific inference (/v2/models/death_yn/versions/{version}/infer); "
+            "the least recently used is dropped beyond it."
+        ),
+    )
+    model_retention: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Versions a training keeps besides production and the rollback history: after "
+            "each new version, older ones past this many are deleted. 0: keep every version."
+        ),
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="Log lines: `json`, `text`, or `auto` (text on a terminal, else JSON)."
     )

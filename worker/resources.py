@@ -6,6 +6,7 @@ process, since a prefork pool child must not share its parent's sockets.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import socket
@@ -14,10 +15,12 @@ from functools import lru_cache
 import redis
 
 from shared import stores
+from shared.errors import NoProductionModelError
 from shared.jobs.runner import TrainingContext
 from shared.model.production import ProductionModel
-from shared.model.scoring import Scorer
+from shared.model.scoring import Scorer, ScorerCache
 from shared.presence import WorkerPresence
+from shared.registry.versions import ModelRegistry
 from shared.registry_events import AliasAnnouncer, AliasSubscriber
 from shared.settings import get_settings
 
@@ -26,7 +29,9 @@ __all__ = [
     "freeze_heap",
     "production_model",
     "redis_client",
+    "scorer_for",
     "training_context",
+    "version_cache",
     "worker_presence",
 ]
 
@@ -67,12 +72,46 @@ def alias_announcer() -> AliasAnnouncer:
 
 
 @lru_cache(maxsize=1)
+def model_registry() -> ModelRegistry:
+    """The registry a prediction worker serves from (one client per process)."""
+    return stores.model_registry(get_settings())
+
+
+@lru_cache(maxsize=1)
+def version_cache() -> ScorerCache:
+    """The versions other than production this prediction worker was asked for by name."""
+    registry = model_registry()
+    return ScorerCache(
+        registry.load,
+        registry.storage.version_names,
+        get_settings().model_version_cache_size,
+    )
+
+
+def scorer_for(version: str | None) -> Scorer:
+    """The scorer of ``version`` (None: the production model); the production model itself
+    when it is the version asked for, else the version cache's."""
+    model = production_model()
+    if version is None:
+        return model.current()
+    with contextlib.suppress(NoProductionModelError):
+        current = model.current()
+        if current.version == version:
+            return current
+    return version_cache().get(version)
+
+
+@lru_cache(maxsize=1)
 def production_model() -> ProductionModel:
     """The model this prediction worker serves: it follows the registry's production alias,
-    woken by each announcement of a change, and polling as the fallback."""
+    woken by each announcement of a change (promotions, and deletions, which make the version
+    cache check what it holds), and polling as the fallback."""
     settings = get_settings()
     model = ProductionModel(
-        stores.model_registry(settings), settings.model_poll_seconds, on_loaded=freeze_heap
+        model_registry(),
+        settings.model_poll_seconds,
+        on_loaded=freeze_heap,
+        on_checked=version_cache().revalidate,
     )
     model.start()
     # Its thread is all that needs to hold it: it lives as long as the process.

@@ -18,11 +18,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import celeryd_init, worker_process_init
 from threadpoolctl import threadpool_limits
 
-from shared.errors import DomainError
 from shared.jobs.records import JobStatus
 from shared.jobs.runner import run_training_job
 from shared.logging_setup import job_id_var
-from shared.model.scoring import score_batch
+from shared.model.scoring import score_by_version
 from shared.queues import PREDICT_TASK, PREDICTION_QUEUE, TRAIN_TASK, TRAINING_QUEUE
 from worker import resources
 from worker.celery_app import app
@@ -131,14 +130,7 @@ def _train(job_id: str) -> None:
 
 @app.task(name=PREDICT_TASK, ignore_result=True)
 def predict(reply_channel: str, batch: list[list[str]]) -> None:
-    """Score every request of a batch with one model and publish the replies at once."""
-    try:
-        model = resources.production_model().current()
-    except DomainError as exc:
-        error = {"code": exc.code, "message": exc.message}
-        replies: list[dict[str, Any]] = [
-            {"id": request_id, "error": error} for request_id, _ in batch
-        ]
-    else:
-        replies = score_batch(model, batch)
+    """Score every request of a batch (with the production model, or with the version a
+    request names) and publish the replies at once."""
+    replies = score_by_version(batch, resources.scorer_for)
     resources.redis_client().publish(reply_channel, orjson.dumps({"replies": replies}))

@@ -57,9 +57,13 @@ class PredictionClient(Protocol):
         request could not be admitted now; called before the body is read."""
         ...
 
-    async def predict(self, codes: np.ndarray, explain: bool = False) -> PredictionResult:
+    async def predict(
+        self, codes: np.ndarray, explain: bool = False, version: str | None = None
+    ) -> PredictionResult:
         """Score ``codes``, an int8 array (n, 7) whose column j indexes
-        ``VOCABULARY[FEATURE_COLUMNS[j]]``; with ``explain``, also each record's contributions.
+        ``VOCABULARY[FEATURE_COLUMNS[j]]``; with ``explain``, also each record's contributions;
+        with ``version`` (a name the registry lists), by that version rather than production
+        (:class:`~shared.errors.VersionNotFoundError`, 404, if the workers no longer find it).
 
         Raises :class:`~shared.errors.NoProductionModelError` when nothing is promoted yet, and
         :class:`~shared.errors.PredictionUnavailableError` when no worker answers in time or

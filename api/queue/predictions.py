@@ -55,8 +55,9 @@ from shared.errors import (
     NoProductionModelError,
     OverloadedError,
     PredictionUnavailableError,
+    VersionNotFoundError,
 )
-from shared.model.scoring import EXPLAIN, encode_codes
+from shared.model.scoring import batch_item, encode_codes
 from shared.presence import WorkerPresence
 from shared.queues import PREDICTION_QUEUE, start_hint
 from shared.settings import Settings
@@ -103,6 +104,9 @@ class _Pending:
     #: Also wants each record's contributions: a flag on this request's item in the batch, so
     #: that it shares its batch with requests that do not, and costs them nothing.
     explain: bool = False
+    #: The registry version that must score it (as listed by the registry); None: production.
+    #: Also a field of its item, so it shares batches with production requests.
+    version: str | None = None
 
 
 @dataclass(slots=True)
@@ -175,7 +179,9 @@ class RedisPredictionClient:
             retry_after_seconds=random.choice(_RETRY_AFTER_SECONDS),
         )
 
-    async def predict(self, codes: np.ndarray, explain: bool = False) -> PredictionResult:
+    async def predict(
+        self, codes: np.ndarray, explain: bool = False, version: str | None = None
+    ) -> PredictionResult:
         self.refuse_if_full()
         self._start()
         if self._redis_lost:  # known down: a 503 at once, no wait on Redis per request
@@ -200,6 +206,7 @@ class RedisPredictionClient:
                 loop.time() + self._timeout,
                 future,
                 explain=explain,
+                version=version,
             )
         )
         self._waiting += 1
@@ -396,7 +403,9 @@ class RedisPredictionClient:
         message = self._message(
             self._channel,
             [
-                [p.request_id, p.encoded, EXPLAIN] if p.explain else [p.request_id, p.encoded]
+                [p.request_id, p.encoded]
+                if not (p.explain or p.version)
+                else batch_item(p.request_id, p.encoded, p.explain, p.version)
                 for p in batch
             ],
             self._timeout,
@@ -443,6 +452,8 @@ class RedisPredictionClient:
                 raise NoProductionModelError(error["message"])
             if error.get("code") == ExplanationUnavailableError.code:
                 raise ExplanationUnavailableError(error["message"])
+            if error.get("code") == VersionNotFoundError.code:
+                raise VersionNotFoundError(error["message"])
             raise PredictionUnavailableError(error.get("message", "the prediction failed"))
         explanation = reply.get("explanation")
         return PredictionResult(

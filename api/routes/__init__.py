@@ -4,12 +4,13 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
 from api.errors import error_responses
-from api.routes import dashboard, datasets, health, jobs, metrics, models, predict, train
+from api.routes import compare, dashboard, datasets, health, jobs, metrics, models, predict, train
 
 #: The hot paths first: FastAPI tries routers in this order, and each one tried costs a request
 #: a few microseconds (issue #5: about 10% of /predict's and 25% of /healthz's throughput).
 ROUTERS = tuple(
-    module.router for module in (predict, health, train, jobs, datasets, models, metrics, dashboard)
+    module.router
+    for module in (predict, health, train, jobs, datasets, models, compare, metrics, dashboard)
 )
 
 api_router = APIRouter()

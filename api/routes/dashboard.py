@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from api.schemas import CaseRecord
+from api.schemas.predictions import CaseRecord
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

@@ -12,7 +12,7 @@ from api.deps import DatasetStoreDep, SettingsDep
 from api.errors import error_responses
 from api.limits import own_body_limit
 from api.routes.params import link
-from api.schemas import DatasetList, DatasetOut, DatasetSummaryOut, DatasetUploadForm
+from api.schemas.datasets import DatasetList, DatasetOut, DatasetSummaryOut, DatasetUploadForm
 from api.security import ReadAccess, WriteAccess
 from api.uploads import BlockingUploadReader, MultipartFileStream
 

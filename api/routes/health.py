@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import PresenceDep, RedisDep
-from api.schemas import Health, Readiness, ReadyChecks, RedisCheck, WorkersCheck
+from api.schemas.health import Health, Readiness, ReadyChecks, RedisCheck, WorkersCheck
 from shared.presence import WorkerPresence
 from shared.queues import PREDICTION_QUEUE, TRAINING_QUEUE, start_hint
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 from api.deps import JobStoreDep, TrainingQueueDep
 from api.errors import error_responses
 from api.routes.params import JobIdPath, link
-from api.schemas import JobList, JobOut
+from api.schemas.jobs import JobList, JobOut
 from api.security import ReadAccess, WriteAccess
 from shared.jobs.records import Job, JobStatus
 

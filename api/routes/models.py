@@ -1,16 +1,25 @@
-"""The model registry: versions, their metrics and gate, and which one serves."""
+"""The model registry: versions, their metrics and gate, and which one serves; deleting one.
+
+The list is paged with a cursor, not an offset: a page starts below the version named by
+``cursor`` (the previous page's last), so deletions and new versions between two requests
+neither skip nor repeat a version. Every page reads the listing (names only) and the metadata
+of its own versions only.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from starlette.exceptions import HTTPException
 
 from api.deps import RedisDep, RegistryDep, SettingsDep
 from api.errors import error_responses
 from api.routes.params import VersionPath, link
-from api.schemas import (
+from api.schemas.models import (
+    MODELS_PAGE_DEFAULT,
+    MODELS_PAGE_MAX,
+    ModelDeleted,
     ModelList,
     ModelMetadata,
     ModelSummary,
@@ -20,7 +29,7 @@ from api.schemas import (
 from api.security import ReadAccess, WriteAccess
 from shared import registry_events
 from shared.model.evaluation import KEY_METRICS
-from shared.registry.versions import ModelVersion, ProductionState
+from shared.registry.versions import VERSION_PATTERN, ModelVersion, ProductionState
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
 
@@ -68,16 +77,41 @@ def _production(state: ProductionState) -> ProductionOut:
     response_model=ModelList,
     responses={
         200: {
-            "description": "Every version, newest first.",
+            "description": "A page of versions, newest first.",
             "links": version_links("$response.body#/versions/0/version"),
-        }
+        },
+        **error_responses(422),
     },
-    summary="Every version, newest first",
+    summary="The versions, newest first, a page at a time",
 )
-def list_models(registry: RegistryDep) -> ModelList:
-    production = registry.production_version()
-    versions = [_summary(info, production) for info in reversed(registry.list_versions())]
-    return ModelList(production=production, versions=versions)
+def list_models(
+    registry: RegistryDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MODELS_PAGE_MAX, description="Versions per page.")
+    ] = MODELS_PAGE_DEFAULT,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=VERSION_PATTERN,
+            description=(
+                "Start below this version: the `next_cursor` of the previous page (it may "
+                "have been deleted since; only its number counts)."
+            ),
+        ),
+    ] = None,
+) -> ModelList:
+    state = registry.production()
+    page = registry.page(limit, cursor)
+    following = page.next_before
+    return ModelList(
+        production=state.version,
+        history=state.history,
+        versions=[_summary(info, state.version) for info in page.versions],
+        total=page.total,
+        limit=limit,
+        next_cursor=following,
+        next=f"/models?limit={limit}&cursor={following}" if following else None,
+    )
 
 
 @router.post(
@@ -98,11 +132,11 @@ def rollback(registry: RegistryDep, redis: RedisDep, settings: SettingsDep) -> P
     return _production(registry_events.rollback(registry, announcer))
 
 
-@router.get("/rollback", include_in_schema=False)
+@router.api_route("/rollback", methods=["GET", "DELETE"], include_in_schema=False)
 async def rollback_takes_post_only() -> None:
-    """Without it, ``GET /models/rollback`` would be ``GET /models/{version}`` for a version
-    named "rollback" (a 404): this path is the rollback, which takes ``POST`` only (405, and its
-    ``Allow``, as for any other method)."""
+    """Without it, ``GET`` (or ``DELETE``) ``/models/rollback`` would be that method on
+    ``/models/{version}`` for a version named "rollback" (a 404): this path is the rollback,
+    which takes ``POST`` only (405, and its ``Allow``, as for any other method)."""
     raise HTTPException(405)
 
 
@@ -143,3 +177,25 @@ def promote(
     force = body.force if body is not None else False
     announcer = registry_events.AliasAnnouncer(redis, settings.redis_prefix)
     return _production(registry_events.promote(registry, announcer, version, force=force))
+
+
+@router.delete(
+    "/{version}",
+    dependencies=[WriteAccess],
+    response_model=ModelDeleted,
+    responses={
+        200: {"description": "Deleted: no listing shows it, no worker loads it again."},
+        **error_responses(404, 409, 422),
+    },
+    summary="Delete a version that is neither production nor in the rollback history",
+)
+def delete_model(
+    version: VersionPath, registry: RegistryDep, redis: RedisDep, settings: SettingsDep
+) -> ModelDeleted:
+    """``409 version_in_use`` for the production version or one in the rollback history (the
+    message says which, and what to do first). Its number is never given to another version.
+    The deletion is announced over Redis, as promotions are, so that every serving process
+    drops it."""
+    announcer = registry_events.AliasAnnouncer(redis, settings.redis_prefix)
+    registry_events.delete(registry, announcer, version)
+    return ModelDeleted(deleted=version)

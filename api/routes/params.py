@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
-from api.schemas import JOB_ID_PATTERN, VERSION_PATTERN
+from shared.jobs.records import JOB_ID_PATTERN
+from shared.registry.versions import VERSION_PATTERN
 
 #: The stores look ids up by exact match (``404`` for anything else, malformed or unknown).
 JobIdPath = Annotated[

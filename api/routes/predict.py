@@ -36,7 +36,7 @@ from starlette.types import Scope
 from api.deps import get_services
 from api.errors import error_responses
 from api.queue.ports import PredictionResult
-from api.schemas import MAX_RECORDS, CaseRecord, PredictRequest, PredictResponse
+from api.schemas.predictions import MAX_RECORDS, CaseRecord, PredictRequest, PredictResponse
 from api.security import checks_read_key, require_read_key
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from shared.model.evaluation import THRESHOLD

@@ -11,7 +11,7 @@ from api.deps import DatasetStoreDep, JobStoreDep, SettingsDep, TrainingQueueDep
 from api.errors import error_responses
 from api.queue.ports import QueueUnavailableError
 from api.routes.jobs import job_links
-from api.schemas import TrainAccepted, TrainRequest
+from api.schemas.jobs import TrainAccepted, TrainRequest
 from api.security import WriteAccess
 from shared.data.store import DatasetStore
 from shared.jobs.store import JobStore

@@ -3,7 +3,9 @@
 Two ways in, one set of rules:
 
 - :class:`EncodedCsv` streams a file of any size in chunks and turns each chunk into small
-  integer codes (the training path: it never parses dates and never holds the file);
+  integer codes (the training path: it never parses dates and never holds the file). It reads
+  with pyarrow (:mod:`shared.data.fast_reader`) and, wherever pyarrow could read a file
+  differently, with the pandas reader below, which sets the rules;
 - :func:`load_cases` reads a small file whole into a tidy DataFrame, dates included (for
   inspection, tests and the API's dataset summary).
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +32,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from shared.data.fast_reader import FallBack, encoded_blocks
 from shared.data.header import (
     SNIFF_BYTES,
     Header,
@@ -58,6 +61,7 @@ MISSING_CODE = {col: VOCABULARY[col].index(MISSING) for col in FEATURE_COLUMNS}
 _NO_ROWS = "the file has a header but no data rows"
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _UNCLOSED = re.compile(r"EOF inside string starting at row (\d+)")
+_COLUMNS = (*FEATURE_COLUMNS, LABEL_COLUMN)
 
 
 @dataclass
@@ -136,7 +140,7 @@ def _rows_per_chunk(header: Header, chunk_rows: int) -> int:
     return max(1, min(chunk_rows, _CELLS_PER_CHUNK // max(header.columns, 1)))
 
 
-def _code_table(column: str, categories: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+def _code_table(column: str, categories: pd.Index | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """For each distinct raw value of a chunk: its vocabulary code, and whether it was invalid."""
     vocab = VOCABULARY[column]
     lookup = {value: i for i, value in enumerate(vocab)}
@@ -247,10 +251,47 @@ def _count_labels(report: LoadReport, labels: np.ndarray) -> None:
     report.labelled += positives + negatives
 
 
+class _Rechunker:
+    """Blocks of any size in, chunks of exactly ``rows`` rows out. A chunk leaves only once a
+    row past it exists, so the last chunk is only given out once the file has been read to its
+    end (its ``bytes_read`` is then the file's size, and the sha256 is known)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._features: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        self._pending = 0
+
+    def add(self, features: np.ndarray, labels: np.ndarray) -> None:
+        self._features.append(features)
+        self._labels.append(labels)
+        self._pending += len(labels)
+
+    def take(self, final: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while self._pending > self.rows or (final and self._pending):
+            features = (
+                np.concatenate(self._features) if len(self._features) > 1 else self._features[0]
+            )
+            labels = np.concatenate(self._labels) if len(self._labels) > 1 else self._labels[0]
+            n = min(self.rows, self._pending)
+            self._features, self._labels = [features[n:]], [labels[n:]]
+            self._pending -= n
+            yield features[:n], labels[:n]
+
+
+def _label_table(values: Sequence[str]) -> np.ndarray:
+    return np.array([-1 if (v := label_to_int(raw)) is None else v for raw in values], np.int8)
+
+
 class EncodedCsv:
     """A one-pass stream over a case file as integer codes, with the report and the file's
     sha256 filled in as it goes (complete once iteration ends; the last chunk's
-    ``bytes_read`` is the file's size)."""
+    ``bytes_read`` is the file's size).
+
+    Rows come from pyarrow (:mod:`shared.data.fast_reader`); where a file holds anything in
+    which pyarrow and pandas could differ, the rows from there on come from the pandas reader
+    (:func:`_csv_frames`), read from the start and skipping the rows already handed over, so
+    the rows, the counts and the errors are the pandas reader's in every case."""
 
     def __init__(self, path: CsvSource, chunk_rows: int = 250_000) -> None:
         if chunk_rows < 1:
@@ -261,36 +302,60 @@ class EncodedCsv:
         self.total_bytes = source_size(path)
         self.report = LoadReport()
         self.sha256 = ""
+        #: Whether the last read needed the pandas reader (see the class); for tests and benches.
+        self.fell_back = False
 
     def __iter__(self) -> Iterator[EncodedChunk]:
-        columns = (*FEATURE_COLUMNS, LABEL_COLUMN)
-        with open_source(self.path) as raw:
-            reader = HashingReader(raw)
-            buffered = io.BufferedReader(reader, buffer_size=1 << 20)
-            frames = _csv_frames(buffered, _rows_per_chunk(self.header, self.chunk_rows))
-            # One frame of look-ahead, so that the last chunk is known as such: the file is
-            # then hashed to its end and that chunk reports every byte read.
-            current = next(frames, None)
-            first_row = 0
-            while current is not None:
-                following = next(frames, None)
-                if following is None:
-                    buffered.read()
-                    reader.drain()
-                    self.sha256 = reader.sha256.hexdigest()
-                frame = _select(current, self.header, columns)
-                features = np.column_stack(
-                    [_encode_column(c, frame[c], self.report) for c in FEATURE_COLUMNS]
-                )
-                labels = _encode_labels(frame[LABEL_COLUMN])
-                _count_labels(self.report, labels)
-                yield EncodedChunk(features, labels, first_row, reader.bytes_read)
-                first_row += len(frame)
-                current = following
-            if not self.sha256:  # a file without data rows
+        chunks = _Rechunker(_rows_per_chunk(self.header, self.chunk_rows))
+        first_row = handed = bytes_read = 0
+        sha256: str | None = None
+        try:
+            with open_source(self.path) as raw:
+                stream, blocks = encoded_blocks(raw, self.header, _code_table, _label_table)
+                for block in blocks:
+                    for col, n in block.invalid.items():
+                        self.report.invalid_values[col] += n
+                    chunks.add(block.features, block.labels)
+                    handed += len(block.labels)
+                    bytes_read = stream.bytes_read
+                    for features, labels in chunks.take():
+                        yield self._chunk(features, labels, first_row, bytes_read)
+                        first_row += len(labels)
+                sha256, bytes_read = stream.sha256.hexdigest(), stream.bytes_read
+        except FallBack:
+            self.fell_back = True
+        if sha256 is None:
+            with open_source(self.path) as raw:
+                reader = HashingReader(raw)
+                buffered = io.BufferedReader(reader, buffer_size=1 << 20)
+                skip = handed
+                for frame in _csv_frames(buffered, chunks.rows):
+                    if skip >= len(frame):
+                        skip -= len(frame)
+                        continue
+                    rows = _select(frame.iloc[skip:] if skip else frame, self.header, _COLUMNS)
+                    skip = 0
+                    features = np.column_stack(
+                        [_encode_column(c, rows[c], self.report) for c in FEATURE_COLUMNS]
+                    )
+                    chunks.add(features, _encode_labels(rows[LABEL_COLUMN]))
+                    bytes_read = max(bytes_read, reader.bytes_read)
+                    for features, labels in chunks.take():
+                        yield self._chunk(features, labels, first_row, bytes_read)
+                        first_row += len(labels)
                 buffered.read()
                 reader.drain()
-                self.sha256 = reader.sha256.hexdigest()
+                sha256, bytes_read = reader.sha256.hexdigest(), reader.bytes_read
+        self.sha256 = sha256
+        for features, labels in chunks.take(final=True):
+            yield self._chunk(features, labels, first_row, bytes_read)
+            first_row += len(labels)
+
+    def _chunk(
+        self, features: np.ndarray, labels: np.ndarray, first_row: int, bytes_read: int
+    ) -> EncodedChunk:
+        _count_labels(self.report, labels)
+        return EncodedChunk(features, labels, first_row, bytes_read)
 
 
 @dataclass

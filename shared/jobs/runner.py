@@ -6,16 +6,18 @@ lost within seconds, not when the broker redelivers an hour later), publishes pr
 a cancel at every progress report, and saves the new version only after winning the commit
 point, so a cancel and a commit can never both succeed. It is idempotent per job id: a job
 that is not ``queued`` when its message arrives (cancelled, finished, or running elsewhere) is
-left alone.
+left alone. Once the job's result is recorded, the retention setting (``MODEL_RETENTION``) is
+applied to the registry, and what it deleted is announced to the serving processes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from shared import registry_events, stores
 from shared.data.store import DatasetStore
 from shared.errors import DomainError, TrainingCancelled
 from shared.jobs.lease import JobLease
@@ -24,6 +26,8 @@ from shared.jobs.store import JobStore
 from shared.model.pipeline import DEFAULT_ESTIMATOR, estimator_params
 from shared.model.training import Progress, SplitParams, register_run, train_model
 from shared.registry.versions import ModelRegistry
+from shared.registry_events import AliasAnnouncer
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,11 @@ class TrainingContext:
     worker_name: str
     #: ``TEST_TRAINING_DELAY_SECONDS``: a pause after each chunk read, for tests only.
     chunk_delay_seconds: float = 0.0
+    #: ``MODEL_RETENTION``: versions kept besides production and history (0: all).
+    model_retention: int = field(default_factory=lambda: get_settings().model_retention)
+    #: Where deletions by retention are announced; None: the ``REDIS_URL`` of the settings,
+    #: made when first needed.
+    announcer: AliasAnnouncer | None = None
 
 
 def _progress_reporter(jobs: JobStore, job_id: str, obey_cancel: bool = True) -> Any:
@@ -144,3 +153,24 @@ def _train_and_commit(context: TrainingContext, job_id: str, params: dict[str, A
     if not jobs.finish(job_id, JobStatus.SUCCEEDED, result=result):
         log.warning("job record changed after commit", extra={"job_id": job_id})
     log.info("training succeeded: %s", registered.version.version, extra={"job_id": job_id})
+    _apply_retention(context, job_id)
+
+
+def _apply_retention(context: TrainingContext, job_id: str) -> None:
+    """After the result is recorded: housekeeping never turns a saved version into a failed
+    job, and a retention that failed is done by the next training."""
+    if context.model_retention <= 0:
+        return
+    try:
+        if context.announcer is None:
+            settings = get_settings()
+            context.announcer = AliasAnnouncer(stores.redis_client(settings), settings.redis_prefix)
+        registry_events.apply_retention(
+            context.registry, context.announcer, context.model_retention
+        )
+    except Exception:
+        log.warning(
+            "retention failed; the next training applies it",
+            exc_info=True,
+            extra={"job_id": job_id},
+        )

@@ -32,11 +32,16 @@ class ProductionModel:
         registry: ModelRegistry,
         poll_seconds: float = 2.0,
         on_loaded: Callable[[Scorer], None] | None = None,
+        on_checked: Callable[[], object] | None = None,
     ) -> None:
         self.registry = registry
         self.poll_seconds = poll_seconds
         #: Called (outside the lock) after a newly loaded model was swapped in.
         self.on_loaded = on_loaded
+        #: Called on the follower thread after each check of the alias (woken or polling),
+        #: whatever it found: where what else the process holds is checked against the
+        #: registry (the version cache of :mod:`shared.model.scoring`).
+        self.on_checked = on_checked
         self._model: Scorer | None = None
         self._token: object = None
         self._lock = threading.Lock()
@@ -108,4 +113,9 @@ class ProductionModel:
                 self.refresh(trigger)
             except Exception:  # a bad promotion must not kill the follower; keep the old model
                 log.exception("could not load the production model; keeping the current one")
+            if self.on_checked is not None:
+                try:
+                    self.on_checked()
+                except Exception:
+                    log.exception("what runs after each check of the alias failed")
             self.checks += 1

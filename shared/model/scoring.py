@@ -7,20 +7,23 @@ whatever the estimator; scoring is then one lookup per record, equal to ``predic
 1e-12 (tested). A version that carries its training distribution also gets the Shapley
 contributions of every combination (:mod:`shared.model.explain`), so an explained record is
 one more lookup. Which version a serving process holds is :mod:`shared.model.production`'s
-business.
+business; the other versions it was asked for by name are held by a :class:`ScorerCache`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
 
 from shared.data.loader import decode_features
 from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
-from shared.errors import ExplanationUnavailableError
+from shared.errors import DomainError, ExplanationUnavailableError, VersionNotFoundError
 from shared.model.explain import Explainer, distribution_of
 from shared.model.table import STRIDES, ModelTable, tabulate
 
@@ -28,6 +31,25 @@ log = logging.getLogger(__name__)
 
 #: The third element of a batch item that asks for the record's contributions too.
 EXPLAIN = "explain"
+#: Where a batch item names the registry version that must score it. A batch item is
+#: ``[request_id, codes]`` or ``[request_id, codes, EXPLAIN]`` for the production model (as
+#: before versions could be asked for), and ``[request_id, codes, flags, version]`` for a
+#: given version, ``flags`` being ``""`` or ``EXPLAIN``.
+VERSION_FIELD = 3
+
+
+def batch_item(
+    request_id: str, encoded: str, explain: bool = False, version: str | None = None
+) -> list[str]:
+    """One request's item in a batch (see :data:`VERSION_FIELD`)."""
+    if version is not None:
+        return [request_id, encoded, EXPLAIN if explain else "", version]
+    return [request_id, encoded, EXPLAIN] if explain else [request_id, encoded]
+
+
+def item_version(item: list[str]) -> str | None:
+    """The version a batch item asks for; None for the production model."""
+    return (item[VERSION_FIELD] or None) if len(item) > VERSION_FIELD else None
 
 
 class Scorer:
@@ -157,3 +179,108 @@ def _score_one(model: Scorer, item: list[str]) -> dict[str, Any]:
     if len(item) > 2 and item[2] == EXPLAIN:
         return _explained(model, reply, codes)
     return reply
+
+
+def _error_replies(items: list[list[str]], exc: DomainError) -> list[dict[str, Any]]:
+    error = {"code": exc.code, "message": exc.message}
+    return [{"id": item[0], "error": error} for item in items]
+
+
+def score_by_version(
+    batch: list[list[str]], scorer_for: Callable[[str | None], Scorer]
+) -> list[dict[str, Any]]:
+    """The replies to a batch whose items may name versions (see :data:`VERSION_FIELD`), in the
+    batch's order: each version's items are scored together by ``scorer_for(version)`` (None:
+    the production model), and a version that cannot be had (none in production, not in the
+    registry) gets one error reply per item of it, the others being unaffected. A batch of
+    production items only, the common case, is one :func:`score_batch` call, as before."""
+    if all(len(item) <= VERSION_FIELD for item in batch):
+        try:
+            model = scorer_for(None)
+        except DomainError as exc:
+            return _error_replies(batch, exc)
+        return score_batch(model, batch)
+    groups: dict[str | None, list[int]] = {}
+    for index, item in enumerate(batch):
+        groups.setdefault(item_version(item), []).append(index)
+    replies: list[dict[str, Any]] = [{} for _ in batch]
+    for version, indices in groups.items():
+        items = [batch[i] for i in indices]
+        try:
+            scored = score_batch(scorer_for(version), items)
+        except DomainError as exc:
+            scored = _error_replies(items, exc)
+        for index, reply in zip(indices, scored, strict=True):
+            replies[index] = reply
+    return replies
+
+
+class ScorerCache:
+    """Versions other than production that a serving process was asked for, kept loaded (at
+    most ``size``, the least recently used dropped first), each tabulated like production.
+
+    Only versions the registry lists are ever loaded (``load`` is
+    :meth:`~shared.registry.versions.ModelRegistry.load`, which matches the name against
+    the listing and checks the artifact's sha256 before unpickling), and a version the
+    registry stops listing (deleted) is dropped at the next :meth:`revalidate`, which the
+    serving process runs each time it checks the production alias: woken by an announcement on
+    the registry channel, or at its poll. A load and a revalidation hold the same lock, so a
+    version deleted while it loads is never kept."""
+
+    def __init__(
+        self,
+        load: Callable[[str], Any],
+        listing: Callable[[], Collection[str]],
+        size: int,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"a version cache holds at least one version, not {size}")
+        self._load = load
+        self._listing = listing
+        self.size = size
+        self._scorers: OrderedDict[str, Scorer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def versions(self) -> list[str]:
+        """The versions held, least recently used first."""
+        with self._lock:
+            return list(self._scorers)
+
+    def get(self, version: str) -> Scorer:
+        """``version``'s scorer, loaded on a miss (in the caller's thread: the first request
+        for a version waits for its load, as the very first production request does)."""
+        with self._lock:
+            scorer = self._scorers.get(version)
+            if scorer is not None:
+                self._scorers.move_to_end(version)
+                return scorer
+            if version not in self._listing():
+                raise VersionNotFoundError(
+                    f"model version {version!r} not found", {"version": version}
+                )
+            scorer = Scorer(version, self._load(version))
+            self._scorers[version] = scorer
+            while len(self._scorers) > self.size:
+                dropped, _ = self._scorers.popitem(last=False)
+                log.info("version cache: dropped %s (least recently used)", dropped)
+        log.info("version cache: loaded %s", version, extra={"model_version": version})
+        return scorer
+
+    def revalidate(self) -> list[str]:
+        """Drop every version the registry no longer lists; the versions dropped. A listing
+        that fails drops them all (what is held can no longer be checked), so that a deleted
+        version is never served; the next request for one loads it again if it is listed."""
+        with self._lock:
+            if not self._scorers:
+                return []
+            try:
+                listed = set(self._listing())
+            except Exception as exc:
+                log.warning("version cache: the registry could not be listed (%s): emptied", exc)
+                listed = set()
+            dropped = [version for version in self._scorers if version not in listed]
+            for version in dropped:
+                del self._scorers[version]
+        for version in dropped:
+            log.info("version cache: dropped %s (no longer in the registry)", version)
+        return dropped

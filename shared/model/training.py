@@ -121,19 +121,28 @@ def aggregate(
     split: SplitParams,
     on_progress: ProgressCallback | None = None,
 ) -> tuple[Counts, Counts]:
-    """One pass over the file: (train, test) counts. Unlabelled rows are counted, not kept."""
-    bins = np.zeros(_N_KEYS * 4, dtype=np.int64)
+    """One pass over the file: (train, test) counts. Unlabelled rows are counted, not kept.
+
+    Each row's bin is its combination's mixed-radix number, its side and its label, built in
+    place with whole-column operations (no copy of the labelled rows: an unlabelled row goes
+    to one extra bin that is dropped), so this keeps up with the reader."""
+    bins = np.zeros(_N_KEYS * 4 + 1, dtype=np.int64)
     for chunk in stream:
-        labelled = chunk.labels >= 0
         n = len(chunk.labels)
-        is_test = test_side_mask(chunk.first_row, n, split)
-        keys = np.ravel_multi_index(tuple(chunk.features[labelled].T.astype(np.intp)), _SHAPE)
-        index = (keys * 2 + is_test[labelled]) * 2 + chunk.labels[labelled]
+        index = np.zeros(n, dtype=np.int32)
+        for j, size in enumerate(_SHAPE):
+            index *= size
+            index += chunk.features[:, j]
+        index *= 2
+        index += test_side_mask(chunk.first_row, n, split)
+        index *= 2
+        index += chunk.labels
+        index[chunk.labels < 0] = _N_KEYS * 4
         bins += np.bincount(index, minlength=len(bins))
         if on_progress is not None:
             done = chunk.bytes_read / stream.total_bytes if stream.total_bytes else 1.0
             on_progress(Progress("reading", _span("reading", done), stream.report.rows_read))
-    return _counts_from_bins(bins, 0), _counts_from_bins(bins, 1)
+    return _counts_from_bins(bins[:-1], 0), _counts_from_bins(bins[:-1], 1)
 
 
 def _span(stage: str, done: float) -> float:

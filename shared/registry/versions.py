@@ -9,6 +9,9 @@ folder (:mod:`shared.storage.local`, ``flock`` and ``rename``) or an S3-compatib
   published after the artifact), so a reader never sees a half-written one;
 - the alias (``{"version", "history", "updated_at"}``) changes atomically, by one writer at a
   time or by compare-and-set, so no promotion is silently lost;
+- a version is deleted only when it is neither production nor in the rollback history, checked
+  so that no concurrent promotion can slip between the check and the unlisting, and its
+  number is never given again (:meth:`ModelRegistry.delete`);
 - a version name from a client is only ever matched against the listing, never turned into a
   path or a key, and an artifact is hashed and compared with its metadata before it is
   unpickled, because unpickling runs code.
@@ -29,7 +32,13 @@ from typing import Any, BinaryIO
 
 import joblib
 
-from shared.errors import ConflictError, GateFailedError, IntegrityError, VersionNotFoundError
+from shared.errors import (
+    ConflictError,
+    GateFailedError,
+    IntegrityError,
+    VersionInUseError,
+    VersionNotFoundError,
+)
 from shared.storage.base import AliasToken, RegistryStorage
 from shared.storage.local import ARTIFACT_NAME, METADATA_NAME, LocalRegistryStorage
 
@@ -40,6 +49,7 @@ __all__ = [
     "ModelRegistry",
     "ModelVersion",
     "ProductionState",
+    "VersionPage",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +77,17 @@ class ProductionState:
     version: str | None
     history: list[str]
     updated_at: str | None
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """One page of the listing, newest first."""
+
+    versions: list[ModelVersion]
+    #: Every listed version, on any page.
+    total: int
+    #: Where the next page starts below (the last version of this one), None on the last page.
+    next_before: str | None
 
 
 def _version_number(name: str) -> int | None:
@@ -103,9 +124,31 @@ def _parse_alias(document: bytes | None) -> ProductionState:
     return ProductionState(version, list(history), updated_at)
 
 
-def _alias_document(state: ProductionState) -> bytes:
-    document = {"version": state.version, "history": state.history, "updated_at": state.updated_at}
+def _alias_document(state: ProductionState, **extra: str) -> bytes:
+    document = {
+        **extra,
+        "version": state.version,
+        "history": state.history,
+        "updated_at": state.updated_at,
+    }
     return _metadata_json(document).encode("utf-8")
+
+
+def _refuse_if_in_use(name: str, state: ProductionState) -> None:
+    """A version that serves, or that a rollback could bring back, stays."""
+    if state.version == name:
+        raise VersionInUseError(
+            f"{name} is the production version; promote another first",
+            {"version": name, "reason": "production"},
+        )
+    if name in state.history:
+        # 1: the version the next rollback brings back
+        position = len(state.history) - max(i for i, v in enumerate(state.history) if v == name)
+        raise VersionInUseError(
+            f"{name} is in the rollback history (position {position}); roll back past it or "
+            "promote another first",
+            {"version": name, "reason": "rollback_history", "position": position},
+        )
 
 
 class ModelRegistry:
@@ -193,12 +236,40 @@ class ModelRegistry:
                 log.warning("skipping version %s: %s", name, exc.message)
         return versions
 
-    def get(self, version: str) -> ModelVersion:
-        """Match the client's string against the listing; it is never used as a path or key."""
+    def page(self, limit: int, before: str | None = None) -> VersionPage:
+        """Up to ``limit`` versions numbered below ``before`` (a version name, listed or not:
+        only its number is used), newest first. Only the page's metadata is read."""
+        entries = self._entries()
+        bound = _version_number(before) if before is not None else None
+        if before is not None and bound is None:
+            raise ValueError(f"not a version name: {before!r}")
+        below = [(n, name) for n, name in reversed(entries) if bound is None or n < bound]
+        versions: list[ModelVersion] = []
+        for number, name in below[:limit]:
+            try:
+                versions.append(self._version(number, name))
+            except (IntegrityError, VersionNotFoundError) as exc:  # unreadable, or just deleted
+                log.warning("skipping version %s: %s", name, exc.message)
+        more = len(below) > limit
+        return VersionPage(versions, len(entries), below[limit - 1][1] if more else None)
+
+    def _listed(self, version: str) -> tuple[int, str]:
         for number, name in self._entries():
             if name == version:
-                return self._version(number, name)
+                return number, name
         raise VersionNotFoundError(f"model version {version!r} not found", {"version": version})
+
+    def get(self, version: str) -> ModelVersion:
+        """Match the client's string against the listing; it is never used as a path or key."""
+        number, name = self._listed(version)
+        try:
+            return self._version(number, name)
+        except IntegrityError:
+            if version not in self.storage.version_names():  # deleted since it was listed
+                raise VersionNotFoundError(
+                    f"model version {version!r} not found", {"version": version}
+                ) from None
+            raise
 
     def load(self, version: str) -> Any:
         """The fitted pipeline of ``version``. Unpickles only bytes whose sha256 matches the
@@ -283,6 +354,52 @@ class ModelRegistry:
         """A cheap fingerprint of the alias (a stat, or a HEAD request) that changes whenever
         the alias does, so servers can poll it and reload only on change."""
         return self.storage.alias_token()
+
+    # -- deleting versions ----------------------------------------------------------------------
+
+    def delete(self, version: str) -> None:
+        """Delete ``version`` (matched against the listing): refused with
+        :class:`~shared.errors.VersionInUseError` while it is production or in the rollback
+        history. The storage checks the alias so that a concurrent promotion of the version
+        either comes first (and the deletion is refused) or finds it gone (404); see
+        :meth:`~shared.storage.base.RegistryStorage.delete_version`."""
+        _, name = self._listed(version)
+        _refuse_if_in_use(name, self.production())  # the usual answer, before any write
+
+        def guard(document: bytes | None) -> bytes:
+            state = _parse_alias(document)
+            _refuse_if_in_use(name, state)
+            # Same state, other bytes: a compare-and-set made on the old alias must fail.
+            return _alias_document(state, checked_for_deletion=name)
+
+        if not self.storage.delete_version(name, guard):
+            raise VersionNotFoundError(f"model version {version!r} not found", {"version": name})
+        log.info("deleted model version %s", name)
+
+    def apply_retention(self, keep: int) -> list[str]:
+        """Keep the newest ``keep`` versions besides production and the rollback history;
+        delete the others, oldest first. ``keep`` 0 (or less): keep everything. The versions
+        deleted; one that a concurrent promotion or deletion took first is skipped."""
+        if keep <= 0:
+            return []
+        state = self.production()
+        protected = {state.version, *state.history}
+        others = [name for _, name in reversed(self._entries()) if name not in protected]
+        deleted = []
+        for name in reversed(others[keep:]):
+            try:
+                self.delete(name)
+            except (VersionInUseError, VersionNotFoundError) as exc:
+                log.info("retention keeps %s: %s", name, exc.message)
+                continue
+            deleted.append(name)
+        if deleted:
+            log.info(
+                "retention (newest %d besides production and history) deleted %s",
+                keep,
+                ", ".join(deleted),
+            )
+        return deleted
 
     # -- housekeeping -------------------------------------------------------------------------
 

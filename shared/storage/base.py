@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-__all__ = ["AliasChange", "AliasToken", "MakeMetadata", "RegistryStorage"]
+__all__ = ["AliasChange", "AliasGuard", "AliasToken", "MakeMetadata", "RegistryStorage"]
 
 #: An opaque fingerprint of the alias that changes whenever the alias does: three integers,
 #: so that it is cheap to compare and hash (local: the file's stat; S3: the object's ETag).
@@ -21,6 +21,9 @@ AliasToken = tuple[int, int, int]
 MakeMetadata = Callable[[str, str, int], bytes]
 #: The alias document now (None: none yet) -> the new one (None: leave it as it is).
 AliasChange = Callable[[bytes | None], bytes | None]
+#: The alias document now -> raises to keep the version being deleted; otherwise a document that
+#: says the same as the current one but differs from it in its bytes (see ``delete_version``).
+AliasGuard = Callable[[bytes | None], bytes]
 
 
 class RegistryStorage(Protocol):
@@ -53,6 +56,15 @@ class RegistryStorage(Protocol):
         """Store the artifact ``dump`` writes, then publish it under the next free number with
         ``make_metadata``'s document: whole or not at all, and never under a number another
         writer took. The name it got."""
+        ...
+
+    def delete_version(self, name: str, guard: AliasGuard) -> bool:
+        """Unlist version ``name``, then remove its artifact. ``guard(alias)`` decides, with the
+        alias as it is when no promotion can come between the decision and the unlisting (a
+        lock, or a compare-and-set that rewrites the alias with ``guard``'s document, so that a
+        promotion computed on the old alias loses its own compare-and-set); if it raises, the
+        version stays. The number is never given to another version. False if ``name`` is not
+        listed. What a crash leaves halfway is finished or undone by ``cleanup``."""
         ...
 
     def read_alias(self) -> bytes | None: ...

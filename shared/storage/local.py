@@ -7,6 +7,8 @@ Layout under the root folder::
     .lock                                 flock file serialising every writer
     .staging/<uuid>/                      writes in progress, invisible to readers
     .staging/production.json.tmp          the next alias, while it is written
+    .deleted/v3                           an empty tombstone per deleted version: its number
+                                          stays taken
 
 - A version is written whole in ``.staging`` (artifact and metadata, both fsynced) and published
   by one ``rename`` of its folder, so a crash leaves either a complete version or none, and
@@ -14,6 +16,9 @@ Layout under the root folder::
 - ``production.json`` is written whole in ``.staging`` and replaced with ``os.replace``, so
   a reader sees the old alias or the new one, never a torn one, and serving processes can poll
   its ``stat`` (:meth:`LocalRegistryStorage.alias_token`) and reload only when it changed.
+- A version is deleted under the lock (so no promotion can come between the check that it
+  is not in the alias and its removal): its tombstone is written, then its folder is renamed
+  into ``.staging`` (unlisted whole, at once) and removed from there.
 - Whatever a crashed writer leaves is in ``.staging``, where :meth:`LocalRegistryStorage.cleanup`
   finds it; a full disk is a :class:`~shared.errors.StorageFullError`, and what was being
   written is removed again.
@@ -35,7 +40,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shared.errors import IntegrityError, StorageFullError, disk_full_means
-from shared.storage.base import AliasChange, AliasToken, MakeMetadata
+from shared.storage.base import AliasChange, AliasGuard, AliasToken, MakeMetadata
 
 __all__ = ["ARTIFACT_NAME", "METADATA_NAME", "LocalRegistryStorage"]
 
@@ -46,6 +51,7 @@ METADATA_NAME = "metadata.json"
 PRODUCTION_NAME = "production.json"
 LOCK_NAME = ".lock"
 STAGING_NAME = ".staging"
+DELETED_NAME = ".deleted"
 _NUMBERED = re.compile(r"^v[1-9][0-9]*$")
 
 
@@ -86,6 +92,10 @@ class LocalRegistryStorage:
     @property
     def _staging_root(self) -> Path:
         return self.root / STAGING_NAME
+
+    @property
+    def _deleted_root(self) -> Path:
+        return self.root / DELETED_NAME
 
     @property
     def _production_path(self) -> Path:
@@ -143,12 +153,17 @@ class LocalRegistryStorage:
         return name
 
     def _next_number(self) -> int:
-        """Max + 1 over every v<digits> entry, complete or not, so a rename never collides."""
+        """Max + 1 over every v<digits> entry, complete or not, so a rename never collides, and
+        over every tombstone, so a deleted version's number is never given again."""
         numbers = [0]
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                if _NUMBERED.match(entry.name):
-                    numbers.append(int(entry.name[1:]))
+        for folder in (self.root, self._deleted_root):
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if _NUMBERED.match(entry.name):
+                            numbers.append(int(entry.name[1:]))
+            except FileNotFoundError:
+                continue
         return max(numbers) + 1
 
     def version_names(self) -> list[str]:
@@ -174,6 +189,26 @@ class LocalRegistryStorage:
 
     def read_artifact(self, name: str, sha256: str) -> bytes:
         return (self.root / name / ARTIFACT_NAME).read_bytes()
+
+    def delete_version(self, name: str, guard: AliasGuard) -> bool:
+        """Everything under the lock, which ``promote`` takes too (and looks the version up
+        under): no promotion can come between ``guard``'s verdict and the unlisting, and one
+        that comes after finds the version gone. The tombstone goes first, so a crash at any
+        point leaves the number taken; the rename into staging is the commit point, and what a
+        crash leaves in staging is removed by :meth:`cleanup`."""
+        with disk_full_means(f"version {name} was not deleted"), self._locked():
+            if name not in self.version_names():  # matched against the listing, never joined
+                return False
+            guard(self.read_alias())
+            self._deleted_root.mkdir(exist_ok=True)
+            _write_synced(self._deleted_root / name, b"")
+            _fsync_dir(self._deleted_root)
+            self._staging_root.mkdir(exist_ok=True)
+            trash = self._staging_root / f"deleted-{name}-{uuid.uuid4().hex}"
+            os.rename(self.root / name, trash)  # the commit point
+            _fsync_dir(self.root)
+            shutil.rmtree(trash, ignore_errors=True)  # a leftover is a staging leftover
+        return True
 
     # -- the alias ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from api.schemas import MAX_RECORDS
+from api.schemas.predictions import MAX_RECORDS
 from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
 from shared.settings import Settings
 from tests.api.conftest import Api, MakeApi, assert_error

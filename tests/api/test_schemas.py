@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from api.schemas import CaseRecord
+from api.schemas.predictions import CaseRecord
 from shared.data.schema import FEATURE_COLUMNS, MISSING, VOCABULARY
 from shared.jobs.records import JobStatus
 from shared.jobs.runner import TrainingContext, run_training_job

@@ -25,6 +25,7 @@ def writes() -> list[tuple[str, str, dict[str, Any]]]:
         ("POST", "/datasets", {"files": {"file": ("cases.csv", CSV, "text/csv")}}),
         ("POST", "/models/v1/promote", {}),
         ("POST", "/models/rollback", {}),
+        ("DELETE", "/models/v2", {}),
     ]
 
 
@@ -34,6 +35,7 @@ READS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/datasets", {}),
     ("GET", "/models", {}),
     ("GET", "/models/v1", {}),
+    ("GET", "/models/v1/compare/v2", {}),
     ("POST", "/predict", {"json": {"records": [RECORD]}}),
     ("GET", "/metrics", {}),
 ]
@@ -157,6 +159,7 @@ WRITE_OPERATIONS = {
     ("/datasets", "post"),
     ("/models/{version}/promote", "post"),
     ("/models/rollback", "post"),
+    ("/models/{version}", "delete"),
 }
 READ_OPERATIONS = {
     ("/jobs", "get"),
@@ -164,6 +167,7 @@ READ_OPERATIONS = {
     ("/datasets", "get"),
     ("/models", "get"),
     ("/models/{version}", "get"),
+    ("/models/{a}/compare/{b}", "get"),
     ("/predict", "post"),
     ("/metrics", "get"),
 }

@@ -153,3 +153,26 @@ def test_latency_percentiles() -> None:
 
 def test_predict_has_a_flag_for_every_feature() -> None:
     assert set(FEATURE_COLUMNS) <= set(inspect.signature(api_predict).parameters)
+
+
+def test_models_follows_the_pages_or_stops_at_the_limit(
+    serve: Callable[[Route], str], tmp_path: Path
+) -> None:
+    pages = {
+        "/models": {
+            "versions": [{"version": "v5"}, {"version": "v4"}],
+            "next": "/models?cursor=v4",
+        },
+        "/models?cursor=v4": {"versions": [{"version": "v2"}], "next": None},
+    }
+
+    def route(method: str, path: str) -> tuple[int, str, bytes]:
+        base = {"production": "v5", "history": [], "total": 3, "limit": 2, "next_cursor": None}
+        return 200, "application/json", json.dumps({**base, **pages[path]}).encode()
+
+    url = serve(route)
+    listing = json.loads(rvt("api", "models", url=url, workdir=tmp_path).stdout)
+    assert [v["version"] for v in listing["versions"]] == ["v5", "v4", "v2"]
+    assert (listing["production"], listing["total"]) == ("v5", 3) and "next" not in listing
+    one = json.loads(rvt("api", "models", "--limit", "1", url=url, workdir=tmp_path).stdout)
+    assert [v["version"] for v in one["versions"]] == ["v5"]

@@ -14,6 +14,7 @@ start with the key already entered, but the API key test's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -28,6 +29,8 @@ import pytest
 from cli.stack import LocalStack
 from shared.data.schema import FEATURE_COLUMNS, GROUP_COLUMNS, VOCABULARY
 from shared.data.synthetic import write_synthetic_csv
+from shared.errors import VersionNotFoundError
+from shared.registry.versions import ModelRegistry
 from tests.conftest import SEVERE_CASE
 from tests.e2e.conftest import (
     API_KEY,
@@ -41,6 +44,7 @@ from tests.e2e.conftest import (
     shot,
 )
 from tests.integration.conftest import passing_versions, train_and_wait, wait_until
+from tests.shared.registry.helper import tiny_model
 
 if os.environ.get("CI") == "true":  # CI installs it: a missing one must fail, not skip
     from playwright.sync_api import expect
@@ -636,3 +640,47 @@ def test_training_gradient_boosting_from_the_form(page: Any, stack: LocalStack) 
     expect(model_row(page, version)).to_contain_text("gradient boosting", timeout=15_000)
     page.select_option("#param-estimator", "logistic_regression")
     page.fill("#param-C", "1")
+
+
+def test_models_table_pages_and_deletes_a_version(
+    page: Any, stack: LocalStack, production: str
+) -> None:
+    """More versions than a page (tiny ones, saved straight into the stack's registry, marked
+    as failing their gate so no other test picks them): the table pages back and forth, the
+    production row cannot be deleted (its button says why), another row can, after a
+    confirmation."""
+    assert isinstance(stack.models_dir, Path)
+    registry = ModelRegistry(stack.models_dir)
+    gate = {"passed": False, "reasons": ["e2e paging filler"]}
+    fillers = [registry.save_version(tiny_model(i), {"gate": gate}).version for i in range(21)]
+    try:
+        with api(stack) as http:
+            first = http.get("/models").json()
+            second = http.get(first["next"]).json()
+        load(page)
+        rows = page.locator("#models-table tbody tr")
+        expect(rows).to_have_count(len(first["versions"]))
+        expect(rows.first).to_have_attribute("data-version", fillers[-1])
+        expect(page.locator("#models-newer")).to_be_disabled()
+        page.click("#models-older")
+        expect(rows.first).to_have_attribute("data-version", second["versions"][0]["version"])
+        expect(rows).to_have_count(len(second["versions"]))
+        kept = page.get_by_role("button", name=f"Delete {production}")
+        expect(kept).to_be_disabled()
+        expect(kept).to_have_attribute("title", re.compile("serves predictions"))
+        shot(page, "15-models-second-page")
+        page.click("#models-newer")
+        expect(rows.first).to_have_attribute("data-version", fillers[-1])
+
+        victim = fillers[-1]
+        page.get_by_role("button", name=f"Delete {victim}").click()
+        confirm(page, f"Delete {victim}?", f"Delete {victim}")
+        expect(model_row(page, victim)).to_have_count(0)
+        expect(rows.first).to_have_attribute("data-version", fillers[-2])
+        with api(stack) as http:
+            assert http.get(f"/models/{victim}").status_code == 404
+        shot(page, "16-models-after-delete")
+    finally:
+        for name in fillers:
+            with contextlib.suppress(VersionNotFoundError):
+                registry.delete(name)

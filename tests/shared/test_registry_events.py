@@ -25,6 +25,7 @@ from shared.settings import Settings
 from tests.api.queue.support import RedisServer
 from tests.integration.conftest import require_redis_server
 from tests.shared.conftest import swaps, wait_for_swaps
+from tests.shared.registry.helper import tiny_model
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +119,25 @@ def test_promote_and_rollback_announce_after_the_change(
     registry_events.rollback(two_versions, announcer)
     assert next_message() == {"version": "v2", "action": "rollback"}
     assert two_versions.production_version() == "v2"
+
+
+def test_deletions_are_announced_after_the_version_is_gone(
+    client: redis.Redis, tmp_path: Path
+) -> None:
+    """On the promotions' channel, so that serving processes drop a deleted version; one
+    message per version that retention deletes."""
+    registry = ModelRegistry(tmp_path / "models")
+    for i in range(4):
+        registry.save_version(tiny_model(i), {})
+    registry.promote("v4")
+    next_message = listen(client)
+    announcer = AliasAnnouncer(client, PREFIX)
+
+    registry_events.delete(registry, announcer, "v2")
+    assert next_message() == {"version": "v2", "action": "delete"}
+    assert registry_events.apply_retention(registry, announcer, 1) == ["v1"]
+    assert next_message() == {"version": "v1", "action": "delete"}
+    assert [info.version for info in registry.list_versions()] == ["v3", "v4"]
 
 
 def test_a_subscriber_hears_its_subscription_then_every_announcement(

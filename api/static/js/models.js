@@ -1,8 +1,11 @@
 // The models: every version with its metrics and quality gate, promoting one (with a forced
-// second try when its gate failed) or rolling back, and one version's metrics per group.
+// second try when its gate failed) or rolling back, and one version's metrics per group. The
+// table shows one page of GET /models at a time (newest first, the API's page size), and a
+// version that neither serves nor is in the rollback history can be deleted.
 
 import { ApiError, request } from "./api.js";
 import { drawBars } from "./charts.js";
+import { compareButton } from "./compare.js";
 import { confirmDialog } from "./dialogs.js";
 import { $, h, keepingFocus, showError } from "./dom.js";
 import { fmtDateTime, fmtInt, fmtMetric, fmtPct, fmtSeconds } from "./format.js";
@@ -10,17 +13,29 @@ import { Loop, connectionOk, hidden } from "./polling.js";
 import { HIDDEN_MS, MODELS_MS, state } from "./state.js";
 
 let modelsSignature = "";
+// Paging: the cursor of the page shown (null: the newest), those of the pages before it, and
+// the next page's (null: this is the last).
+const paging = { cursor: null, previous: [], next: null, total: 0, shown: 0 };
 
 async function pollModels() {
-  const { data } = await request("GET", "/models", { interactive: false });
+  const query = paging.cursor ? `?cursor=${encodeURIComponent(paging.cursor)}` : "";
+  const { data } = await request("GET", `/models${query}`, { interactive: false });
   connectionOk();
+  if (paging.cursor && !data.versions.length && data.total) {
+    // everything past the cursor was deleted: back to the newest page
+    Object.assign(paging, { cursor: null, previous: [] });
+    return pollModels();
+  }
   const signature = JSON.stringify(data);
   if (signature === modelsSignature) return;
   modelsSignature = signature;
   state.production = data.production;
+  state.history = data.history || [];
   state.versions = data.versions;
+  Object.assign(paging, { next: data.next_cursor, total: data.total });
   $("#production").textContent = data.production || "none";
   renderModels();
+  renderPager();
   if (!state.selected && data.versions.length) await selectVersion(data.production || data.versions[0].version);
 }
 
@@ -79,6 +94,8 @@ function renderModels() {
             onclick: () => promote(v.version),
             text: "Promote",
           }),
+          compareButton(v.version),
+          deleteButton(v, isProduction),
         ),
       );
     });
@@ -86,6 +103,73 @@ function renderModels() {
   });
   $("#models-empty").hidden = state.versions.length > 0;
   $("#models-table").hidden = state.versions.length === 0;
+}
+
+/** Why a version cannot be deleted, or null when it can. */
+function keptBecause(v, isProduction) {
+  if (isProduction) return `${v.version} serves predictions: promote another version first`;
+  if ((state.history || []).includes(v.version)) return `${v.version} is in the rollback history: roll back past it or promote another version first`;
+  return null;
+}
+
+function deleteButton(v, isProduction) {
+  const why = keptBecause(v, isProduction);
+  return h("button", {
+    type: "button",
+    class: "small",
+    disabled: Boolean(why),
+    title: why || `Delete ${v.version} for good`,
+    "aria-label": `Delete ${v.version}`,
+    "data-focus": `delete-${v.version}`,
+    onclick: () => removeVersion(v.version),
+    text: "Delete",
+  });
+}
+
+async function removeVersion(version) {
+  const errorBox = $("#models-error");
+  showError(errorBox, null);
+  const ok = await confirmDialog({
+    title: `Delete ${version}?`,
+    body: `${version} is removed from the registry with its model file: it cannot be promoted again, and its number is not reused.`,
+    ok: `Delete ${version}`,
+    danger: true,
+  });
+  if (!ok) return;
+  try {
+    await request("DELETE", `/models/${encodeURIComponent(version)}`);
+  } catch (error) {
+    showError(errorBox, error);
+    return;
+  }
+  if (state.selected === version) {
+    state.selected = null;
+    state.detail = null;
+    $("#model-detail").hidden = true;
+  }
+  modelsLoop.wake();
+}
+
+function renderPager() {
+  const first = paging.previous.length === 0;
+  $("#models-pager").hidden = first && !paging.next;
+  $("#models-newer").disabled = first;
+  $("#models-older").disabled = !paging.next;
+  const from = state.versions.length ? state.versions[0].version : "—";
+  const to = state.versions.length ? state.versions[state.versions.length - 1].version : "—";
+  $("#models-page-note").textContent = `${from} to ${to}, of ${fmtInt(paging.total)} versions`;
+}
+
+function turnPage(older) {
+  if (older) {
+    if (!paging.next) return;
+    paging.previous.push(paging.cursor);
+    paging.cursor = paging.next;
+  } else {
+    if (!paging.previous.length) return;
+    paging.cursor = paging.previous.pop();
+  }
+  modelsLoop.wake();
 }
 
 async function promote(version) {
@@ -215,6 +299,8 @@ export function renderDetail() {
 
 export function setupModels() {
   $("#rollback-button").addEventListener("click", rollback);
+  $("#models-older").addEventListener("click", () => turnPage(true));
+  $("#models-newer").addEventListener("click", () => turnPage(false));
   $("#group-column").addEventListener("change", renderDetail);
   $("#group-metric").addEventListener("change", renderDetail);
 }

@@ -1,10 +1,14 @@
-"""The registry over HTTP: list, show, promote (gate and force), rollback."""
+"""The registry over HTTP: list (paged), show, promote (gate and force), rollback, delete."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from shared.registry_events import alias_channel
 from tests.api.conftest import Api, MakeApi, assert_error
+from tests.shared.registry.helper import tiny_model
 
 
 def test_list_shows_versions_newest_first_with_key_metrics(api: Api) -> None:
@@ -29,7 +33,15 @@ def test_list_shows_versions_newest_first_with_key_metrics(api: Api) -> None:
 
 def test_list_of_an_empty_registry(make_api: MakeApi) -> None:
     api = make_api(models="empty")
-    assert api.client.get("/models").json() == {"production": None, "versions": []}
+    assert api.client.get("/models").json() == {
+        "production": None,
+        "history": [],
+        "versions": [],
+        "total": 0,
+        "limit": 20,
+        "next_cursor": None,
+        "next": None,
+    }
 
 
 def test_show_returns_the_full_metadata(api: Api) -> None:
@@ -85,3 +97,80 @@ def test_rollback_goes_back_and_then_has_nowhere_to_go(api: Api) -> None:
     assert response.json() == {"production": "v1", "history": []}
     error = assert_error(api.client.post("/models/rollback"), 409, "conflict")
     assert "nothing to roll back" in error["message"]
+
+
+# -- paging ----------------------------------------------------------------------------------
+
+
+def test_the_list_pages_newest_first_following_next(api: Api) -> None:
+    for i in range(4):  # v3..v6 beside the trained v1 and v2
+        api.registry.save_version(tiny_model(i), {"i": i})
+    first = api.client.get("/models", params={"limit": 4}).json()
+    assert [v["version"] for v in first["versions"]] == ["v6", "v5", "v4", "v3"]
+    assert (first["total"], first["limit"], first["production"]) == (6, 4, "v1")
+    assert (first["next_cursor"], first["next"]) == ("v3", "/models?limit=4&cursor=v3")
+    second = api.client.get(first["next"]).json()
+    assert [v["version"] for v in second["versions"]] == ["v2", "v1"]
+    assert second["versions"][1]["promoted"] is True
+    assert (second["next_cursor"], second["next"]) == (None, None)
+    assert len(api.client.get("/models").json()["versions"]) == 6  # default page: 20
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"cursor": "v01"}, "cursor"),
+        ({"cursor": "../v1"}, "cursor"),
+    ],
+)
+def test_a_bad_page_request_is_422_naming_the_field(
+    api: Api, query: dict[str, object], field: str
+) -> None:
+    error = assert_error(api.client.get("/models", params=query), 422, "validation_error")
+    assert error["details"][0]["field"] == field
+
+
+# -- deleting --------------------------------------------------------------------------------
+
+
+def test_delete_removes_a_version_everywhere_and_announces_it(api: Api) -> None:
+    subscription = api.services.redis.pubsub(ignore_subscribe_messages=True)
+    subscription.subscribe(alias_channel(api.settings.redis_prefix))
+
+    response = api.client.delete("/models/v2")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"deleted": "v2"}
+    listed = api.client.get("/models").json()
+    assert [v["version"] for v in listed["versions"]] == ["v1"] and listed["total"] == 1
+    assert_error(api.client.get("/models/v2"), 404, "version_not_found")
+    assert_error(api.client.delete("/models/v2"), 404, "version_not_found")
+    promote = api.client.post("/models/v2/promote", json={"force": True})
+    assert_error(promote, 404, "version_not_found")
+    heard = [subscription.get_message(timeout=0.1) for _ in range(5)]  # bounded: 5 reads
+    announced = [json.loads(m["data"]) for m in heard if m is not None]
+    assert announced == [{"version": "v2", "action": "delete"}]
+    assert api.registry.save_version(tiny_model(), {}).version == "v3"  # never v2 again
+
+
+def test_delete_refuses_production_and_the_rollback_history(api: Api) -> None:
+    error = assert_error(api.client.delete("/models/v1"), 409, "version_in_use")
+    assert error["message"].startswith("v1 is the production version")
+    assert api.client.post("/models/v2/promote", json={"force": True}).status_code == 200
+    error = assert_error(api.client.delete("/models/v1"), 409, "version_in_use")
+    assert error["message"].startswith("v1 is in the rollback history (position 1)")
+    assert error["details"] == {"version": "v1", "reason": "rollback_history", "position": 1}
+    listed = api.client.get("/models").json()
+    assert (listed["production"], listed["history"], listed["total"]) == ("v2", ["v1"], 2)
+
+
+def test_delete_of_what_is_not_a_listed_version(api: Api) -> None:
+    for version in ("v9", "v01", "production.json"):
+        assert_error(api.client.delete(f"/models/{version}"), 404, "version_not_found")
+    response = api.client.delete("/models/rollback")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST, OPTIONS"
+    assert api.client.get("/models").json()["total"] == 2

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.routes.predict import _fast_encode, encode_records
-from api.schemas import MAX_RECORDS, PredictRequest
+from api.schemas.predictions import MAX_RECORDS, PredictRequest
 from shared.data.schema import FEATURE_COLUMNS, VOCABULARY
 from tests.api.conftest import Api, assert_error
 

@@ -3,6 +3,7 @@ into a failure (against fakeredis with Lua, and real files)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +18,9 @@ from shared.jobs.records import JobStatus
 from shared.jobs.runner import TrainingContext, run_training_job
 from shared.jobs.store import JobStore
 from shared.registry.versions import ModelRegistry, ModelVersion
+from shared.registry_events import AliasAnnouncer, alias_channel
 from tests.conftest import MakeDataset
+from tests.shared.registry.helper import tiny_model
 from tests.worker.test_tasks import PARAMS
 
 
@@ -131,3 +134,42 @@ def test_the_test_delay_pauses_after_every_chunk_and_a_cancel_still_stops_it(
     # cancelled during the third pause, stopped on reporting the fourth chunk
     assert done.status is JobStatus.CANCELLED and done.rows_read == 8000
     assert context.registry.list_versions() == []
+
+
+def test_retention_runs_after_the_job_succeeded_and_announces_what_it_deleted(
+    tmp_path: Path, make_dataset: MakeDataset
+) -> None:
+    """MODEL_RETENTION=1: after v4 is saved and promoted (v1 goes to the history), of v2 and
+    v3 only the newest stays."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    jobs = JobStore(client, prefix="test", lease_seconds=30)
+    registry = ModelRegistry(tmp_path / "models")
+    for i in range(3):
+        registry.save_version(tiny_model(i), {})
+    registry.promote("v1")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cases.csv").write_bytes(make_dataset(20_000, 7).read_bytes())
+    context = TrainingContext(
+        jobs=jobs,
+        registry=registry,
+        datasets=DatasetStore(data_dir, "cases.csv", 1000),
+        chunk_rows=5000,
+        worker_name="test-worker",
+        model_retention=1,
+        announcer=AliasAnnouncer(client, "test"),
+    )
+    subscription = client.pubsub(ignore_subscribe_messages=True)
+    subscription.subscribe(alias_channel("test"))
+    job, _ = jobs.create("training", PARAMS)
+
+    run_training_job(context, job.job_id)
+
+    done = jobs.get(job.job_id)
+    assert done.status is JobStatus.SUCCEEDED and done.result is not None
+    assert done.result["version"] == "v4" and done.result["promoted"] is True
+    assert [info.version for info in registry.list_versions()] == ["v1", "v3", "v4"]
+    heard = [subscription.get_message(timeout=0.1) for _ in range(5)]  # bounded: 5 reads
+    assert [json.loads(m["data"]) for m in heard if m is not None] == [
+        {"version": "v2", "action": "delete"}
+    ]
