@@ -14,9 +14,13 @@ columns, not these with wrk's in ``make bench``.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument(
+        "--out", type=Path, help="also write the figures there (bench/results/estimators-*.json)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rvt-estimators-"))
     (work / "data").mkdir()
@@ -137,6 +144,21 @@ def main() -> None:
             f"| {row['estimator']} | {row['plain_p50']:.2f} / {row['plain_p99']:.2f} ms "
             f"| {row['explain_p50']:.2f} / {row['explain_p99']:.2f} ms |"
         )
+    if args.out is not None:
+        args.out.write_text(
+            json.dumps(
+                {
+                    "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+                    "rows": args.rows,
+                    "requests": args.requests,
+                    "estimators": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
