@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.data.schema import FEATURE_COLUMNS, LABEL_COLUMN
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
 RESULTS = ROOT / "bench" / "results"
@@ -47,16 +49,7 @@ SEED = 1
 FULL = ("pandas", "arrow", "arrow_strings")
 FLOORS = ("arrow_parse_only", "polars_group_by")
 CANDIDATES = (*FULL, *FLOORS)
-_COLUMNS_READ = (
-    "current_status",
-    "sex",
-    "age_group",
-    "race_ethnicity_combined",
-    "hosp_yn",
-    "icu_yn",
-    "medcond_yn",
-    "death_yn",
-)
+_COLUMNS_READ = (*FEATURE_COLUMNS, LABEL_COLUMN)
 
 
 def dataset(rows: int) -> Path:

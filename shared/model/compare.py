@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from shared.data.loader import decode_features
 from shared.data.schema import FEATURE_COLUMNS, GROUP_COLUMNS, VOCABULARY
-from shared.model.evaluation import KEY_METRICS, THRESHOLD
+from shared.model.evaluation import GROUP_METRICS, KEY_METRICS, THRESHOLD
 from shared.model.explain import distribution_of
 from shared.model.table import N_COMBINATIONS, SHAPE, all_combinations, tabulate
 from shared.registry.versions import ModelVersion
@@ -64,18 +64,6 @@ DIRECTION: dict[str, int] = {
     "observed_rate": 0,
     "mean_probability": 0,
 }
-#: The per-group numbers compared (those :func:`shared.model.evaluation.group_metrics` keeps).
-GROUP_METRICS = (
-    "rows",
-    "positives",
-    "accuracy",
-    "precision",
-    "recall",
-    "roc_auc",
-    "positive_rate",
-    "observed_rate",
-    "mean_probability",
-)
 assert set(KEY_METRICS) | set(GROUP_METRICS) <= set(DIRECTION)
 
 Better = Literal["a", "b", "same"]

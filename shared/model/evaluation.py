@@ -127,7 +127,8 @@ def binary_metrics(
     }
 
 
-_GROUP_KEYS = (
+#: The numbers kept for each group (besides which of them were undefined).
+GROUP_METRICS = (
     "rows",
     "positives",
     "accuracy",
@@ -137,8 +138,8 @@ _GROUP_KEYS = (
     "positive_rate",
     "observed_rate",
     "mean_probability",
-    "undefined",
 )
+_GROUP_KEYS = (*GROUP_METRICS, "undefined")
 
 
 def group_metrics(
