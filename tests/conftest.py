@@ -99,13 +99,4 @@ def s3_location(s3_server: SeaweedS3) -> S3Location:
 @pytest.fixture
 def s3_settings(s3_server: SeaweedS3, s3_location: S3Location) -> Settings:
     """Settings whose models and datasets are in :func:`s3_location` (models/, data/)."""
-    base = f"s3://{s3_location.bucket}/{s3_location.prefix}"
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        models_dir=f"{base}models",
-        data_dir=f"{base}data",
-        s3_endpoint_url=s3_server.endpoint_url,
-        aws_access_key_id=s3_server.access_key,
-        aws_secret_access_key=s3_server.secret_key,
-        aws_region=s3_server.region,
-    )
+    return s3_server.settings(f"s3://{s3_location.bucket}/{s3_location.prefix}")

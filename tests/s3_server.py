@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.stack import free_port
+from shared.settings import Settings
 
 #: Seconds SeaweedFS gets to start answering S3 requests.
 START_TIMEOUT = 60.0
@@ -61,6 +62,20 @@ class SeaweedS3:
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_REGION": self.region,
         }
+
+    def settings(self, base: str, **overrides: Any) -> Settings:
+        """Settings of the service whose models and datasets are under ``base``
+        (``s3://BUCKET/PREFIX/``: ``models`` and ``data`` in it) on this store."""
+        fields: dict[str, Any] = {
+            "models_dir": f"{base}models",
+            "data_dir": f"{base}data",
+            "s3_endpoint_url": self.endpoint_url,
+            "aws_access_key_id": self.access_key,
+            "aws_secret_access_key": self.secret_key,
+            "aws_region": self.region,
+            **overrides,
+        }
+        return Settings(_env_file=None, **fields)
 
     def client(self) -> Any:
         """A plain boto3 client, as any other tool would use (not the project's)."""

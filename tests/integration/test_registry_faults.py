@@ -35,7 +35,6 @@ import pytest
 
 from cli.stack import LocalStack
 from shared.registry.versions import HISTORY_LIMIT
-from shared.settings import Settings
 from shared.storage.location import S3Location
 from tests.conftest import SEVERE_CASE
 from tests.integration.conftest import new_stack, start_or_fail, train_and_wait, wait_until
@@ -111,15 +110,7 @@ def _backend(kind: str, stack: LocalStack, request: pytest.FixtureRequest) -> Ba
     location = S3Location(server.new_bucket(), "race/models")
     stack.models_dir = location
     stack.env = {**stack.env, **server.env()}
-    settings = Settings(
-        _env_file=None,
-        models_dir=str(location),
-        s3_endpoint_url=server.endpoint_url,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        aws_region=server.region,
-    )
-    return Backend("s3", settings=settings)
+    return Backend("s3", settings=server.settings("", models_dir=str(location)))
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])

@@ -15,7 +15,6 @@ import pytest
 
 from shared.errors import VersionInUseError, VersionNotFoundError
 from shared.registry.versions import ModelRegistry
-from shared.settings import Settings
 from shared.storage import local as local_module
 from shared.storage.s3_registry import ALIAS, DELETED, VERSIONS, S3RegistryStorage
 from tests.s3_server import SeaweedS3
@@ -31,17 +30,7 @@ def bucket(s3_server: SeaweedS3) -> str:
 
 
 def s3_backend(server: SeaweedS3, bucket: str) -> Backend:
-    base = f"s3://{bucket}/rvt-{uuid.uuid4().hex[:8]}/"
-    settings = Settings(
-        _env_file=None,
-        models_dir=f"{base}models",
-        data_dir=f"{base}data",
-        s3_endpoint_url=server.endpoint_url,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        aws_region=server.region,
-    )
-    return Backend("s3", settings=settings)
+    return Backend("s3", settings=server.settings(f"s3://{bucket}/rvt-{uuid.uuid4().hex[:8]}/"))
 
 
 @pytest.fixture(params=["local", "s3"])
