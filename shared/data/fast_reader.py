@@ -1,13 +1,21 @@
-"""The training path's CSV reader: pyarrow's streaming CSV reader, exact or not at all.
+"""The training path's CSV reader: pyarrow on both cores, exact or not at all.
 
-Chosen by measurement (``python -m bench.reader``, see the README): it reads a binary stream
-(a file, or an object being downloaded) in blocks of 1 MiB, parses each on a thread of its own
-(pyarrow releases the GIL) while this thread turns the previous one into codes, and converts
-only the eight columns training uses, each dictionary-encoded as it is parsed, so that the
-codes of a block are one Python lookup per distinct value and one numpy ``take`` per column.
-Memory is a few blocks, whatever the file. (Parsing segments on two threads at once was
-tried: on these 2 cores it cost more CPU in all, for copies and hashing in this thread, and
-was no faster.)
+Chosen by measurement (``python -m bench.reader``, see the README). The file is read in
+segments of :data:`SEGMENT_BYTES`, each cut after its last line break; up to
+:data:`PARSE_AHEAD` segments are parsed at once by pyarrow on a pool of :data:`PARSERS`
+threads (pyarrow releases the GIL), each segment as one block, while this thread hashes the
+bytes and turns the segment parsed before into codes. Only the eight columns training uses are
+converted, each dictionary-encoded as it is parsed, so that a segment's codes are one Python
+lookup per distinct value and one numpy ``take`` per column. Memory is a few segments,
+whatever the file.
+
+Why one block per segment: pyarrow's parser reads a quoted line break correctly within a
+block; what costs is finding block boundaries that respect quotes (``newlines_in_values``, a
+serial pass over every byte that took a third of the reader's time). Here a segment is cut at
+its last line break without looking at quotes, and the cut is checked afterwards instead: an
+end marker row is appended to each segment, and a quoted value left open at the cut swallows
+it. Such a segment is parsed again joined to the next one (whose own parse, begun inside a
+quoted value, is dropped); a real CDC file never needs this.
 
 It must give exactly what the pandas reader of :mod:`shared.data.loader` gives, so everything
 in which pyarrow and pandas could differ makes it stop with :class:`FallBack`, and the caller
@@ -15,13 +23,13 @@ carries on with the pandas reader from the first row not yet handed over (its ro
 its :class:`~shared.errors.DataError` messages are then today's by construction):
 
 - a row with more or fewer fields than the header, or a line of spaces (pyarrow reports each to
-  :func:`_ArrowRows.on_invalid_row`; pandas pads a short row, skips a line of spaces and refuses
+  the segment's invalid-row handler; pandas pads a short row, skips a line of spaces and refuses
   a long row with its line number);
 - bytes that are not UTF-8 anywhere in the file (pyarrow only checks the columns it converts);
 - a quoted value still open at the end of the file (pandas refuses it, pyarrow takes the rest
-  of the file as the value): an end marker row is appended after the file's last byte, and a
-  quote still open swallows it;
-- any error of pyarrow's own (a value larger than a block, a header it reads differently).
+  of the file as the value): the last segment's end marker is swallowed, with nothing to join;
+- a record longer than :data:`MAX_SEGMENT_BYTES`, or no line break where one must be;
+- any error of pyarrow's own (a header it reads differently, say).
 
 Well-formed files, whatever their size, never fall back.
 """
@@ -30,11 +38,11 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import io
-import queue
+import os
 import secrets
-import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import IO, Any
@@ -46,14 +54,15 @@ import pyarrow.csv as pacsv
 from shared.data.header import Header
 from shared.data.schema import FEATURE_COLUMNS, LABEL_COLUMN
 
-#: Bytes pyarrow parses at a time (its default).
-BLOCK_BYTES = 1 << 20
-#: Blocks read ahead of the batches handed out: enough for pyarrow to keep parsing (a batch
-#: needs the block after it, for a row that straddles them), few enough to bound memory.
-READ_AHEAD_BLOCKS = 4
-_WAIT_S = 0.2
-#: Parsed batches waiting for the encoder at most (each about 8,000 rows of codes to be).
-PARSED_AHEAD = 2
+#: Bytes read, cut and parsed as one block (about 65,000 rows of a CDC file).
+SEGMENT_BYTES = 8 << 20
+#: A segment joined to the next ones while a quoted value stays open grows to this at most.
+MAX_SEGMENT_BYTES = 64 << 20
+#: Threads parsing segments: one per core, up to four (a training shares its host with the
+#: services; pyarrow's own pool would serialise segments behind its block-boundary pass).
+PARSERS = min(4, os.cpu_count() or 1)
+#: Segments read ahead of the one being encoded: one more than the parsers keeps them busy.
+PARSE_AHEAD = PARSERS + 1
 #: Distinct raw values remembered per column: real files have a handful; a file full of
 #: garbage must not grow memory (past it, values are still looked up, only not remembered).
 _MAX_REMEMBERED = 4096
@@ -69,77 +78,66 @@ class FallBack(Exception):
     """The file holds something only the pandas reader reproduces exactly (see the module)."""
 
 
-class CheckedStream(io.RawIOBase):
-    """The file's bytes as pyarrow reads them: hashed, counted and checked to be UTF-8 as they
-    pass, then followed by ``tail`` (the end marker), which is neither hashed nor counted.
+class Segments:
+    """The file's bytes in segments that end with a line break: hashed, counted and checked to
+    be UTF-8 as they are read. A segment's bytes are followed, in the same buffer, by room for
+    the end marker row, so that parsing it with its marker costs no copy."""
 
-    pyarrow reads up to 32 blocks ahead of the batches it has handed out; here a read waits
-    while :data:`READ_AHEAD_BLOCKS` blocks are already ahead of them (:meth:`batch_taken`), so
-    that memory stays a few blocks whatever the file. A wait that lasts :data:`_WAIT_S` (a
-    block that gave no batch) widens the window by one block instead of stalling the read."""
-
-    def __init__(self, raw: IO[bytes], tail: bytes) -> None:
-        super().__init__()
+    def __init__(self, raw: IO[bytes], end_row: bytes) -> None:
         self._raw = raw
-        self._tail = tail
+        self.end_row = end_row
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
-        self._ended = False
-        self._window = threading.Condition()
-        self._blocks_read = 0
-        self._blocks_allowed = READ_AHEAD_BLOCKS
+        self._tail = b""
+        self.ended = False
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
 
-    def readable(self) -> bool:
-        return True
+    def next(self) -> memoryview | None:
+        """The next segment with its end marker row, or ``None`` at the end of the file."""
+        if self.ended:
+            return None
+        size = len(self._tail) + SEGMENT_BYTES
+        buffer = bytearray(size + len(self.end_row))
+        view = memoryview(buffer)
+        start = len(self._tail)
+        view[:start] = self._tail
+        got = self._fill(view[start:size])
+        # Pure ASCII (the usual case) needs no decoding: one pass over the whole buffer, no copy
+        # (the tail was checked with the segment before; the rest of the buffer is zeros).
+        if got and (self._utf8.getstate()[0] or not buffer.isascii()):
+            self._decode(bytes(view[start : start + got]))
+        end = start + got
+        if got < size - start:  # the end of the file
+            self.ended = True
+            self._decode(b"", final=True)
+            cut = end
+            self._tail = b""
+            if not end:
+                return None
+        else:
+            cut = buffer.rfind(b"\n", 0, end) + 1
+            if not cut:  # a record longer than a segment: the tail grows until it has a break
+                if end >= MAX_SEGMENT_BYTES:
+                    raise FallBack("a record longer than the largest segment")
+                self._tail = bytes(view[:end])
+                return self.next()
+            self._tail = bytes(view[cut:end])
+        view[cut : cut + len(self.end_row)] = self.end_row
+        return view[: cut + len(self.end_row)]
 
-    def batch_taken(self) -> None:
-        with self._window:
-            self._blocks_allowed += 1
-            self._window.notify_all()
+    def _fill(self, into: memoryview) -> int:
+        """Fill ``into`` but at the end of the file (a download may return less per read)."""
+        got = 0
+        while got < len(into):
+            n = self._raw.readinto(into[got:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            got += n
+        self.sha256.update(into[:got])
+        self.bytes_read += got
+        return got
 
-    def read(self, size: int | None = -1) -> bytes:
-        if self._ended:
-            n = len(self._tail) if size is None or size < 0 else size
-            data, self._tail = self._tail[:n], self._tail[n:]
-            return data
-        with self._window:
-            if not self._window.wait_for(
-                lambda: self._blocks_read < self._blocks_allowed, timeout=_WAIT_S
-            ):
-                self._blocks_allowed += 1
-            self._blocks_read += 1
-        data = self._fill(size if size and size > 0 else BLOCK_BYTES)
-        if not data:
-            self._check(b"", final=True)
-            self._ended = True
-            return self.read(size)
-        self.sha256.update(data)
-        self.bytes_read += len(data)
-        self._check(data)
-        return data
-
-    def _fill(self, size: int) -> bytes:
-        """``size`` bytes, or fewer at the end only (a download may return less per read)."""
-        data = self._raw.read(size)
-        if not data or len(data) == size:
-            return data
-        pieces = [data]
-        got = len(data)
-        while got < size and (more := self._raw.read(size - got)):
-            pieces.append(more)
-            got += len(more)
-        return b"".join(pieces)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def _check(self, data: bytes, final: bool = False) -> None:
-        # Pure ASCII (the usual case) needs no decoding, unless a character is pending.
-        if data.isascii() and not final and not self._utf8.getstate()[0]:
-            return
+    def _decode(self, data: bytes, final: bool = False) -> None:
         try:
             self._utf8.decode(data, final)
         except UnicodeDecodeError:
@@ -148,7 +146,7 @@ class CheckedStream(io.RawIOBase):
 
 @dataclass
 class EncodedBlock:
-    """One pyarrow block as codes, as :class:`shared.data.loader.EncodedChunk` holds them."""
+    """One segment as codes, as :class:`shared.data.loader.EncodedChunk` holds them."""
 
     features: np.ndarray
     labels: np.ndarray
@@ -162,11 +160,11 @@ class _Lookup:
         self, resolve: Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]], marker: bytes
     ) -> None:
         self._resolve = resolve
-        # The end marker is in the last block's dictionary, though its row is cut off.
+        # The end marker is in a segment's dictionary, though its row is cut off.
         self._known: dict[bytes, tuple[int, bool]] = {marker: (0, False)}
 
     def table(self, values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """Codes and invalid flags of a block's dictionary, in its order."""
+        """Codes and invalid flags of a segment's dictionary, in its order."""
         new = [v for v in values if v not in self._known]
         if new:
             codes, invalid = self._resolve([v.decode("utf-8", "replace") for v in new])
@@ -182,107 +180,142 @@ class _Lookup:
         )
 
 
-class _ArrowRows:
-    """pyarrow's streaming reader over a :class:`CheckedStream`, with the end marker's row
-    removed and every sign of a difference from pandas turned into :class:`FallBack`."""
+@dataclass
+class _Parsed:
+    table: pa.Table | None  # None: pyarrow refused the segment
+    irregular: bool
 
-    def __init__(self, raw: IO[bytes], header: Header, columns: Sequence[str]) -> None:
-        self.marker = f"rvt-end-{secrets.token_hex(8)}".encode()
-        # A line break ends the file's last record (an empty line is skipped), then one row of
-        # the header's width whose every cell is the marker.
-        tail = b"\n" + b",".join([self.marker] * max(header.columns, 1)) + b"\n"
-        self.stream = CheckedStream(raw, tail)
-        self._names = [header.source_names[c] for c in columns]
-        self._irregular = False
 
-    def on_invalid_row(self, _row: Any) -> str:
-        self._irregular = True
-        return "skip"
+class _SegmentParser:
+    """One segment (with its end marker row) -> the eight columns, as pyarrow reads them."""
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def __init__(self, header: Header, columns: Sequence[str], marker: bytes) -> None:
+        self.marker = marker
+        self._convert = pacsv.ConvertOptions(
+            include_columns=[header.source_names[c] for c in columns],
+            column_types=dict.fromkeys([header.source_names[c] for c in columns], _DICTIONARY),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            null_values=[],
+            check_utf8=False,
+        )
+        #: Every column's name as pyarrow reads the header; segments after the first have none.
+        self.names: list[str] | None = None
+
+    def read_names(self, first: memoryview) -> None:
+        """The header's names, as pyarrow reads them from the first segment."""
         try:
             reader = pacsv.open_csv(
-                self.stream,
-                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True),
-                parse_options=pacsv.ParseOptions(
-                    newlines_in_values=True, invalid_row_handler=self.on_invalid_row
+                pa.BufferReader(pa.py_buffer(first)),
+                read_options=pacsv.ReadOptions(
+                    use_threads=False, block_size=min(len(first), 1 << 20)
                 ),
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=self._names,
-                    column_types=dict.fromkeys(self._names, _DICTIONARY),
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                    null_values=[],
-                    check_utf8=False,
-                ),
+                convert_options=pacsv.ConvertOptions(check_utf8=False),
             )
         except pa.ArrowException as exc:
             raise FallBack(str(exc)) from None
-        held: pa.RecordBatch | None = None
-        for batch in _parsed_ahead(reader, self.stream):
-            if self._irregular:
-                raise FallBack("a row pandas reads differently")
-            # One batch of look-ahead: the last one ends with the marker row.
-            if held is not None:
-                yield held
-            held = batch
-        if self._irregular:
-            raise FallBack("a row pandas reads differently")
-        if held is None or not self._ends_with_marker(held):
-            raise FallBack("a quoted value is still open at the end of the file")
-        if held.num_rows > 1:
-            yield held.slice(0, held.num_rows - 1)
+        self.names = reader.schema.names
+        reader.close()
 
-    def _ends_with_marker(self, batch: pa.RecordBatch) -> bool:
-        last = batch.column(0)[batch.num_rows - 1]
+    def parse(self, segment: memoryview | bytes, first: bool) -> _Parsed:
+        """Parsed as one block: pyarrow's parser reads quoted line breaks within a block; only
+        its search for block boundaries would need ``newlines_in_values`` (see the module)."""
+        irregular = False
+
+        def on_invalid_row(_row: Any) -> str:
+            nonlocal irregular
+            irregular = True
+            return "skip"
+
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(pa.py_buffer(segment)),
+                read_options=pacsv.ReadOptions(
+                    use_threads=False,
+                    block_size=len(segment) + 1,
+                    column_names=None if first else self.names,
+                ),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+                convert_options=self._convert,
+            )
+        except pa.ArrowException:
+            return _Parsed(None, irregular)
+        return _Parsed(table, irregular)
+
+    def ends_with_marker(self, parsed: _Parsed) -> bool:
+        """Whether the segment was cut outside a quoted value (its marker row came through)."""
+        table = parsed.table
+        if table is None or not table.num_rows:
+            return False
+        last = table.column(0)[table.num_rows - 1]
         return bool(last.is_valid and last.as_py() == self.marker)
 
 
-def _parsed_ahead(
-    reader: pacsv.CSVStreamingReader, stream: CheckedStream
-) -> Iterator[pa.RecordBatch]:
-    """The reader's non-empty batches, parsed on a thread of their own while the caller works
-    on the previous one (pyarrow's streaming reader parses a block only when asked for it, and
-    releases the GIL while it does). At most :data:`PARSED_AHEAD` batches wait; the thread is
-    stopped and joined, and the reader closed, however the caller stops iterating."""
-    ready: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(PARSED_AHEAD)
-    stop = threading.Event()
-
-    def hand_over(item: pa.RecordBatch | BaseException | None) -> None:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def parse() -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                stream.batch_taken()
-                if batch.num_rows:
-                    hand_over(batch)
-            hand_over(None)
-        except BaseException as exc:  # handed to the caller's thread, raised there
-            hand_over(exc)
-
-    parser = threading.Thread(target=parse, name="csv-parse", daemon=True)
-    parser.start()
+def _parsed_segments(segments: Segments, parser: _SegmentParser) -> Iterator[pa.RecordBatch]:
+    """The segments' rows, in file order, without their marker rows; parsed :data:`PARSERS` at
+    a time while the caller works on the rows before. The pool is shut down (its queued work
+    cancelled) however the caller stops iterating."""
+    first = segments.next()
+    if first is None:
+        return
+    parser.read_names(first)
+    pool = ThreadPoolExecutor(PARSERS, thread_name_prefix="csv-parse")
+    pending: deque[tuple[memoryview, Future[_Parsed]]] = deque()
+    pending.append((first, pool.submit(parser.parse, first, True)))
+    is_first = True
     try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, pa.ArrowException):
-                raise FallBack(str(item))
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        while True:
+            while len(pending) < PARSE_AHEAD and (segment := segments.next()) is not None:
+                pending.append((segment, pool.submit(parser.parse, segment, False)))
+            if not pending:
+                break
+            segment, future = pending.popleft()
+            parsed = future.result()
+            if not parser.ends_with_marker(parsed):
+                parsed = _joined(segment, parsed, pending, segments, parser, is_first)
+            is_first = False
+            if parsed.irregular:
+                raise FallBack("a row pandas reads differently")
+            assert parsed.table is not None
+            batches = parsed.table.to_batches()
+            for i, batch in enumerate(batches):
+                last = i == len(batches) - 1
+                if last and batch.num_rows > 1:
+                    yield batch.slice(0, batch.num_rows - 1)
+                elif not last and batch.num_rows:
+                    yield batch
     finally:
-        stop.set()
-        parser.join()
-        reader.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _joined(
+    segment: memoryview,
+    parsed: _Parsed,
+    pending: deque[tuple[memoryview, Future[_Parsed]]],
+    segments: Segments,
+    parser: _SegmentParser,
+    first: bool,
+) -> _Parsed:
+    """A segment cut inside a quoted value, parsed again joined to the segments after it until
+    a cut falls outside one. The dropped parses of those began inside the quoted value."""
+    end_row = len(segments.end_row)
+    pieces = [bytes(segment[:-end_row])]
+    size = len(pieces[0])
+    while not parser.ends_with_marker(parsed):
+        following: memoryview | None
+        if pending:
+            following, dropped = pending.popleft()
+            dropped.cancel()
+        else:
+            following = segments.next()
+        if following is None:
+            raise FallBack("a quoted value is still open at the end of the file")
+        pieces.append(bytes(following[:-end_row]))
+        size += len(pieces[-1])
+        if size > MAX_SEGMENT_BYTES:
+            raise FallBack("a quoted value longer than the largest segment")
+        parsed = parser.parse(b"".join([*pieces, segments.end_row]), first)
+    return parsed
 
 
 def encoded_blocks(
@@ -290,20 +323,24 @@ def encoded_blocks(
     header: Header,
     code_table: CodeTable,
     label_table: LabelTable,
-) -> tuple[CheckedStream, Iterator[EncodedBlock]]:
-    """The rows of ``raw`` (its header already checked) as codes, block by block, and the
-    stream that hashes and counts the bytes. Raises :class:`FallBack` (see the module)."""
+) -> tuple[Segments, Iterator[EncodedBlock]]:
+    """The rows of ``raw`` (its header already checked) as codes, segment by segment, and the
+    reader that hashes and counts the bytes. Raises :class:`FallBack` (see the module)."""
     columns = (*FEATURE_COLUMNS, LABEL_COLUMN)
-    rows = _ArrowRows(raw, header, columns)
-    lookups = {col: _Lookup(partial(code_table, col), rows.marker) for col in FEATURE_COLUMNS}
+    marker = f"rvt-end-{secrets.token_hex(8)}".encode()
+    # A line break ends the segment's last record (an empty line is skipped), then one row of
+    # the header's width whose every cell is the marker.
+    segments = Segments(raw, b"\n" + b",".join([marker] * max(header.columns, 1)) + b"\n")
+    parser = _SegmentParser(header, columns, marker)
+    lookups = {col: _Lookup(partial(code_table, col), marker) for col in FEATURE_COLUMNS}
 
     def label_codes(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return label_table(values), np.zeros(len(values), dtype=bool)
 
-    labels = _Lookup(label_codes, rows.marker)
+    labels = _Lookup(label_codes, marker)
 
     def blocks() -> Iterator[EncodedBlock]:
-        for batch in rows.batches():
+        for batch in _parsed_segments(segments, parser):
             n = batch.num_rows
             features = np.empty((n, len(FEATURE_COLUMNS)), dtype=np.int8)
             invalid = dict.fromkeys(FEATURE_COLUMNS, 0)
@@ -312,7 +349,7 @@ def encoded_blocks(
             label_codes, _ = _codes(batch.column(len(FEATURE_COLUMNS)), labels)
             yield EncodedBlock(features, label_codes, invalid)
 
-    return rows.stream, blocks()
+    return segments, blocks()
 
 
 def _codes(column: pa.DictionaryArray, lookup: _Lookup) -> tuple[np.ndarray, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from pathlib import Path
 from typing import IO
 
@@ -39,8 +40,8 @@ _SHAPE = tuple(len(VOCABULARY[c]) for c in FEATURE_COLUMNS)
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """pyarrow parses 4 KiB at a time: a few dozen rows per block."""
-    monkeypatch.setattr(shared.data.fast_reader, "BLOCK_BYTES", 4096)
+    """Segments of 4 KiB: a few dozen rows each."""
+    monkeypatch.setattr(shared.data.fast_reader, "SEGMENT_BYTES", 4096)
 
 
 # --- the reference ----------------------------------------------------------------------------
@@ -253,6 +254,74 @@ def test_a_long_row_is_refused_with_the_pandas_readers_message(tmp_path: Path) -
             "expected_fields": 12,
         }
     )
+
+
+# --- segments cut where the reader cannot see: inside quoted values, inside long records ------
+
+
+def _with_value(path: Path, row: int, column: str, value: str, rows: int = 400) -> Path:
+    """A case file whose row ``row`` holds ``value`` in ``column`` (quoted by csv if needed)."""
+    write_cases(path, rows)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[row, column] = value
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _assert_reads_as_reference(path: Path) -> EncodedCsv:
+    stream = EncodedCsv(path, chunk_rows=64)
+    train, test = aggregate(stream, SPLIT)
+    want_train, want_test, report = reference(path, SPLIT)
+    assert_same_counts(train, want_train)
+    assert_same_counts(test, want_test)
+    assert stream.report.rows_read == report["rows"]
+    assert stream.report.invalid_values == report["invalid_values"]
+    return stream
+
+
+def test_a_quoted_value_spanning_several_segments_is_read_without_falling_back(
+    tmp_path: Path,
+) -> None:
+    # About 12 KiB of line breaks in one value: three 4 KiB segments are cut inside it.
+    value = "Ma" + "\nle, really" * 1000
+    path = _with_value(tmp_path / "cases.csv", 200, "sex", value)
+    assert path.read_bytes().count(b"\n") > 1400
+    stream = _assert_reads_as_reference(path)
+    assert not stream.fell_back
+
+
+def test_a_quoted_value_longer_than_the_largest_segment_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared.data.fast_reader, "MAX_SEGMENT_BYTES", 16_384)
+    path = _with_value(tmp_path / "cases.csv", 200, "sex", "Ma" + "\nle" * 8000)
+    stream = _assert_reads_as_reference(path)
+    assert stream.fell_back
+
+
+def test_a_record_longer_than_a_segment_is_read_without_falling_back(tmp_path: Path) -> None:
+    # 20 KiB in a date column (no quotes, no line break): the segment grows to hold the record.
+    path = _with_value(tmp_path / "cases.csv", 300, "onset_dt", "x" * 20_000)
+    stream = _assert_reads_as_reference(path)
+    assert not stream.fell_back
+
+
+@pytest.mark.parametrize("ending", ["", "\n\n\n"], ids=["no_final_line_break", "blank_lines"])
+def test_the_last_record_is_read_however_the_file_ends(tmp_path: Path, ending: str) -> None:
+    path = write_cases(tmp_path / "cases.csv", 300)
+    path.write_bytes(path.read_bytes().rstrip(b"\n") + ending.encode())
+    stream = _assert_reads_as_reference(path)
+    assert not stream.fell_back
+    assert stream.report.rows_read == 300
+
+
+def test_a_read_stopped_early_leaves_no_parsing_thread(tmp_path: Path) -> None:
+    path = write_cases(tmp_path / "cases.csv", 700)
+    before = {t.ident for t in threading.enumerate()}
+    chunks = iter(EncodedCsv(path, chunk_rows=37))
+    next(chunks)
+    chunks.close()  # type: ignore[attr-defined]
+    assert {t.ident for t in threading.enumerate()} == before
 
 
 # --- a binary stream, as from the object store ------------------------------------------------

@@ -30,7 +30,6 @@ from shared.data.loader import (
     read_header,
     validate_dataset,
 )
-from shared.errors import DataError
 from shared.data.schema import (
     ALL_COLUMNS,
     DATE_COLUMNS,
@@ -39,6 +38,7 @@ from shared.data.schema import (
     REQUIRED_COLUMNS,
     VOCABULARY,
 )
+from shared.errors import DataError
 
 # A loader that warns (pandas' ParserWarning about dropped fields, a FutureWarning) has a bug.
 pytestmark = pytest.mark.filterwarnings("error")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import shared.data.fast_reader
 from shared import stores
 from shared.data.store import DatasetStore
 from shared.errors import DataError, DatasetNotFoundError, UploadTooLargeError
@@ -194,10 +195,11 @@ def test_a_foreign_object_is_validated_once_and_a_refusal_remembered(s3_raw: Raw
 
 
 def test_training_streams_the_object_in_bounded_memory(
-    s3_raw: Raw, make_dataset: MakeDataset
+    s3_raw: Raw, make_dataset: MakeDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 50 MB object read through the loader: Python's allocations stay a few MB (a chunk of
-    parsed rows and one read buffer), far below the object's size."""
+    """A 50 MB object read through the loader in segments of 1 MiB: Python's allocations stay a
+    few segments and a chunk of parsed rows, far below the object's size."""
+    monkeypatch.setattr(shared.data.fast_reader, "SEGMENT_BYTES", 1 << 20)
     data = make_dataset(400_000, 5).read_bytes()
     s3_raw.put("big.csv", data)
     source = s3_raw.store.source(s3_raw.store.get("big.csv"))
