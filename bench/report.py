@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.peers import report as peers_report
+
 FIGURES = ("latency.png", "throughput.png", "training.png")
 
 
@@ -231,8 +233,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "## Predictions while a training runs",
             "",
-            f"Trainings on {during['dataset_rows']:,} rows queued back to back keep the training "
-            "worker busy for the whole window (they are cancelled after it).",
+            f"One training on {during['dataset_rows']:,} rows runs through the whole window: it "
+            "was running before the warm-up and still is after the measurement (then it is "
+            "cancelled).",
             "",
         ]
         lines += _table(
@@ -354,6 +357,7 @@ def markdown(results: dict[str, Any]) -> str:
                 ),
             ],
         )
+    lines += peers_report.markdown(results)
     lines += [
         f"Whole run: {results.get('bench_seconds')} s. Figures: "
         + ", ".join(f"`{f}`" for f in FIGURES)
@@ -523,7 +527,7 @@ def figures(results: dict[str, Any], out: Path) -> list[str]:
     _latency_figure(results, out, plt)
     _throughput_figure(results, out, plt)
     _training_figure(results, out, plt)
-    return list(FIGURES)
+    return [*FIGURES, *peers_report.figure(results, out, plt)]
 
 
 def write(results: dict[str, Any], out: Path) -> None:

@@ -32,16 +32,20 @@ import httpx
 
 from bench import bodies, inprocess, report, scaling
 from bench.loadgen import LoadResult, run_wrk, wrk_version
+from bench.peers import section as peers
 from bench.procstat import CpuMeter, machine_cpu_model
 from cli.stack import PYTHON, LocalStack, free_port
 from shared.data.synthetic import write_synthetic_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("service", "training", "inprocess", "scaling")
+SECTIONS = ("service", "training", "inprocess", "scaling", "peers")
 #: ``--full``: about the size of the whole CDC file (106M rows in its 2024 release)
 FULL_ROWS = 100_000_000
 FULL_BYTES_PER_ROW = 129  # the synthetic file's mean, rounded up (643 MB for 5M rows)
+#: The during-training window's dataset: the largest training size, this many times over (a
+#: training of 10M rows can end inside a window of warm-up and measurement; of 40M, it cannot).
+DURING_TRAINING_COPIES = 4
 LIBRARIES = (
     "fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "orjson", "celery",
     "kombu", "redis", "numpy", "pandas", "scikit-learn", "joblib",
@@ -292,35 +296,57 @@ class Bench:
         self.results["service"] = [r.as_dict() for r in runs]
 
     def during_training(self) -> None:
-        """Single-record predictions idle, then while trainings keep the training worker busy
-        for the whole window (several jobs queued on the largest dataset, cancelled after)."""
+        """Single-record predictions idle, then while one training runs for the whole window:
+        its dataset is the largest one written :data:`DURING_TRAINING_COPIES` times over, and
+        the window counts only if the job was running before the warm-up and still is after
+        the measurement (``training_busy_throughout``); the job is cancelled after."""
         api = self.urls["api"]
         one = bodies.predict_body(1)
-        rows = max(self.config.train_sizes)
-        self.dataset(rows)
-        out: dict[str, Any] = {"dataset_rows": rows, "runs": []}
+        path = self.repeated_dataset(max(self.config.train_sizes), DURING_TRAINING_COPIES)
+        out: dict[str, Any] = {"dataset_rows": self.rows_of(path), "runs": []}
         with httpx.Client(base_url=api, timeout=60) as http:
             for c in (1, 16):
                 out["runs"].append(
                     self.load("predict_1_idle", f"{api}/predict", c, one, 1).as_dict()
                 )
-                body = {"dataset": f"rows_{rows}.csv", "promote": False}
-                jobs = [http.post("/train", json=body).json()["job_id"] for _ in range(3)]
+                job_id = http.post("/train", json={"dataset": path.name, "promote": False})
+                job_id.raise_for_status()
+                job = job_id.json()["job_id"]
                 deadline = time.monotonic() + 120
-                while http.get(f"/jobs/{jobs[0]}").json()["status"] != "running":
+                while http.get(f"/jobs/{job}").json()["status"] != "running":
                     if time.monotonic() > deadline:
                         raise RuntimeError("the training did not start")
                     time.sleep(0.05)
                 result = self.load("predict_1_training", f"{api}/predict", c, one, 1)
-                states = [http.get(f"/jobs/{j}").json()["status"] for j in jobs]
-                result.extra["training_busy_throughout"] = "running" in states
-                result.extra["jobs_after_window"] = states
+                after = http.get(f"/jobs/{job}").json()
+                result.extra["training_busy_throughout"] = after["status"] == "running"
+                result.extra["training_progress_after_window"] = after.get("progress")
+                if after["status"] != "running":
+                    print(f"  the training ended inside the window: {after['status']}", flush=True)
                 out["runs"].append(result.as_dict())
-                for job_id in jobs:
-                    http.post(f"/jobs/{job_id}/cancel")
-                for job_id in jobs:
-                    self.wait_job(http, job_id)
+                http.post(f"/jobs/{job}/cancel")
+                self.wait_job(http, job)
         self.results["during_training"] = out
+
+    def repeated_dataset(self, rows: int, copies: int) -> Path:
+        """The ``rows`` dataset's records written ``copies`` times into one file: a training
+        long enough to outlast a measured window, without generating that many rows."""
+        path = self.data_dir / f"rows_{rows}_x{copies}.csv"
+        if path.exists():
+            return path
+        source = self.dataset(rows)
+        with source.open("rb") as src, path.open("wb") as dst:
+            header = src.readline()
+            dst.write(header)
+            for _ in range(copies):
+                src.seek(len(header))
+                shutil.copyfileobj(src, dst, 16 << 20)
+        return path
+
+    @staticmethod
+    def rows_of(path: Path) -> int:
+        with path.open("rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(16 << 20), b"")) - 1
 
     def train_path(self) -> None:
         """POST /train: what the client waits against what the training takes, per size."""
@@ -374,11 +400,14 @@ class Bench:
                 },
             }
         )
-        if "service" in sections or "training" in sections:
+        if {"service", "training", "peers"} & set(sections):
             with self.running_stack():
                 if "service" in sections:
                     print("service:", flush=True)
                     self.service()
+                if "peers" in sections:
+                    print("peers (MLServer, BentoML), each alone, interleaved:", flush=True)
+                    self.results["peers"] = peers.measure(self)
                 if "training" in sections:
                     print("predictions while training:", flush=True)
                     self.during_training()
