@@ -51,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from shared.data.header import Header
+from shared.data.header import SNIFF_BYTES, Header
 from shared.data.schema import FEATURE_COLUMNS, LABEL_COLUMN
 
 #: Bytes read, cut and parsed as one block (about 65,000 rows of a CDC file).
@@ -88,6 +88,9 @@ class Segments:
         self.end_row = end_row
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._tail = b""
+        #: Buffers of segments already parsed and encoded: a fresh one would cost its pages
+        #: zeroed and faulted in again, about a tenth of the reader's time.
+        self._free: list[bytearray] = []
         self.ended = False
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
@@ -96,18 +99,19 @@ class Segments:
         """The next segment with its end marker row, or ``None`` at the end of the file."""
         if self.ended:
             return None
-        size = len(self._tail) + SEGMENT_BYTES
-        buffer = bytearray(size + len(self.end_row))
-        view = memoryview(buffer)
         start = len(self._tail)
+        # Room for the tail and as much again to read (a record longer than a segment grows it).
+        capacity = max(SEGMENT_BYTES, 2 * start)
+        buffer = self._buffer(capacity + len(self.end_row))
+        view = memoryview(buffer)
         view[:start] = self._tail
-        got = self._fill(view[start:size])
+        got = self._fill(view[start:capacity])
         # Pure ASCII (the usual case) needs no decoding: one pass over the whole buffer, no copy
-        # (the tail was checked with the segment before; the rest of the buffer is zeros).
+        # (the tail was checked with the segment before; the rest is ASCII or checked later).
         if got and (self._utf8.getstate()[0] or not buffer.isascii()):
             self._decode(bytes(view[start : start + got]))
         end = start + got
-        if got < size - start:  # the end of the file
+        if got < capacity - start:  # the end of the file
             self.ended = True
             self._decode(b"", final=True)
             cut = end
@@ -124,6 +128,22 @@ class Segments:
             self._tail = bytes(view[cut:end])
         view[cut : cut + len(self.end_row)] = self.end_row
         return view[: cut + len(self.end_row)]
+
+    def release(self, segment: memoryview) -> None:
+        """``segment`` is parsed and its rows encoded (pyarrow's tables hold copies of the
+        values, not views of the bytes): its buffer can take a later segment."""
+        buffer = segment.obj
+        if (
+            isinstance(buffer, bytearray)
+            and len(buffer) == SEGMENT_BYTES + len(self.end_row)
+            and len(self._free) <= PARSE_AHEAD
+        ):
+            self._free.append(buffer)
+
+    def _buffer(self, size: int) -> bytearray:
+        if self._free and size == SEGMENT_BYTES + len(self.end_row):
+            return self._free.pop()
+        return bytearray(size)
 
     def _fill(self, into: memoryview) -> int:
         """Fill ``into`` but at the end of the file (a download may return less per read)."""
@@ -208,7 +228,7 @@ class _SegmentParser:
             reader = pacsv.open_csv(
                 pa.BufferReader(pa.py_buffer(first)),
                 read_options=pacsv.ReadOptions(
-                    use_threads=False, block_size=min(len(first), 1 << 20)
+                    use_threads=False, block_size=min(len(first), 2 * SNIFF_BYTES)
                 ),
                 convert_options=pacsv.ConvertOptions(check_utf8=False),
             )
@@ -271,7 +291,10 @@ def _parsed_segments(segments: Segments, parser: _SegmentParser) -> Iterator[pa.
                 break
             segment, future = pending.popleft()
             parsed = future.result()
-            if not parser.ends_with_marker(parsed):
+            # A joined segment's buffers are left to the collector: a dropped parse of one of
+            # them may still be reading it.
+            joined = not parser.ends_with_marker(parsed)
+            if joined:
                 parsed = _joined(segment, parsed, pending, segments, parser, is_first)
             is_first = False
             if parsed.irregular:
@@ -284,6 +307,8 @@ def _parsed_segments(segments: Segments, parser: _SegmentParser) -> Iterator[pa.
                     yield batch.slice(0, batch.num_rows - 1)
                 elif not last and batch.num_rows:
                     yield batch
+            if not joined:
+                segments.release(segment)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
