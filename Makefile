@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# --durations: CI's log names the slowest tests of every run, where time goes when it grows.
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # Needs nothing outside the venv: no redis-server, no chromium, no docker-compose, no promtool.
 # A test that reaches for one anyway fails here, saying which marker it lacks.

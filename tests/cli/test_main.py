@@ -1,4 +1,7 @@
-"""The `rvt` command as users and scripts drive it: a real process, real files."""
+"""The `rvt` command as users and scripts drive it: a real process, real files. Where a test
+only needs the command's own view of things (``models list``), or goes down a path another test
+here already takes as a real process, the command runs in the test's process instead
+(:mod:`tests.cli.inprocess`): a real ``rvt`` process spends seconds importing."""
 
 import json
 import os
@@ -8,18 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.inprocess import rvt_here
 from tests.conftest import MakeDataset
 
 RVT = str(Path(sys.executable).parent / "rvt")
 
 
-def run(*args: str, env_dirs: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
+def _env(env_dirs: Path) -> dict[str, str]:
+    return {
         "MODELS_DIR": str(env_dirs / "models"),
         "DATA_DIR": str(env_dirs / "data"),
         "DEFAULT_DATASET_ROWS": "5000",
     }
+
+
+def run(*args: str, env_dirs: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **_env(env_dirs)}
     result = subprocess.run(
         [RVT, *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
@@ -50,8 +57,7 @@ def test_gate_failure_still_exits_zero(tmp_path: Path, make_dataset: MakeDataset
     )
     metadata = json.loads(result.stdout)
     assert metadata["gate"]["passed"] is False
-    listing = json.loads(run("models", "list", "--json", env_dirs=tmp_path).stdout)
-    assert listing["production"] is None
+    assert _production(tmp_path) is None
 
 
 def test_human_summary_and_default_dataset(tmp_path: Path) -> None:
@@ -76,10 +82,11 @@ def test_human_summary_and_default_dataset(tmp_path: Path) -> None:
 def test_unusable_input_is_one_line_and_nonzero(
     tmp_path: Path, content: bytes, message: str
 ) -> None:
+    """In this process: a file refused as a real process is tests/cli/test_train_bad_files.py's."""
     bad = tmp_path / "bad.csv"
     bad.write_bytes(content)
-    result = run("train", "--data", str(bad), "--json", env_dirs=tmp_path, check=False)
-    assert result.returncode != 0
+    result = rvt_here(["train", "--data", str(bad), "--json"], _env(tmp_path))
+    assert result.exit_code != 0
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -94,21 +101,27 @@ def test_missing_file_and_bad_option(tmp_path: Path) -> None:
     assert result.returncode != 0 and "C must be greater than 0" in result.stderr
 
 
+def _production(env_dirs: Path) -> str | None:
+    """Production as ``rvt models list --json`` reports it (run in this process: as a real
+    process it is test_train_json_prints_only_the_metadata's)."""
+    listed = rvt_here(["models", "list", "--json"], _env(env_dirs))
+    assert listed.exit_code == 0, listed.stderr
+    production = json.loads(listed.stdout)["production"]
+    return None if production is None else str(production)
+
+
 def test_promote_rollback_and_show(tmp_path: Path, make_dataset: MakeDataset) -> None:
+    """The versions are trained in this process (``rvt train`` as a real process is the tests'
+    above); promote, rollback and show run as real processes."""
     data = make_dataset(20_000, 7)
-    run("train", "--data", str(data), "--json", env_dirs=tmp_path)
-    run("train", "--data", str(data), "--json", "--C", "0.1", env_dirs=tmp_path)
-    assert (
-        json.loads(run("models", "list", "--json", env_dirs=tmp_path).stdout)["production"] == "v2"
-    )
+    for extra in ([], ["--C", "0.1"]):
+        made = rvt_here(["train", "--data", str(data), "--json", *extra], _env(tmp_path))
+        assert made.exit_code == 0, made.stderr
+    assert _production(tmp_path) == "v2"
     run("models", "promote", "v1", env_dirs=tmp_path)
-    assert (
-        json.loads(run("models", "list", "--json", env_dirs=tmp_path).stdout)["production"] == "v1"
-    )
+    assert _production(tmp_path) == "v1"
     run("models", "rollback", env_dirs=tmp_path)
-    assert (
-        json.loads(run("models", "list", "--json", env_dirs=tmp_path).stdout)["production"] == "v2"
-    )
+    assert _production(tmp_path) == "v2"
     shown = json.loads(run("models", "show", "v1", env_dirs=tmp_path).stdout)
     assert shown["params"]["C"] == 1.0
     missing = run("models", "promote", "../v1", env_dirs=tmp_path, check=False)

@@ -1,16 +1,22 @@
-"""`rvt train --data FILE` against the corpus of bad files (``tests/shared/data/test_bad_files.py``),
-as a real process: a refused kind is one line on stderr (the loader's message), exit code 2,
-nothing on stdout and nothing written; an accepted kind trains and registers v1."""
+"""`rvt train --data FILE` against the corpus of bad files (``tests/shared/data/test_bad_files.py``):
+a refused kind is one line on stderr (the loader's message), exit code 2, nothing on stdout and
+nothing written; an accepted kind trains and registers v1.
+
+Every kind runs through the command in this process (:mod:`tests.cli.inprocess`); one kind per
+path through ``rvt train`` also runs as a real process: refused from its first bytes, refused
+part way through the read, accepted.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from tests.cli.inprocess import Outcome, rvt_here, rvt_process
 from tests.shared.data.test_bad_files import (
     ACCEPTED,
     CORPUS,
@@ -21,30 +27,26 @@ from tests.shared.data.test_bad_files import (
     loader_message,
 )
 
-RVT = str(Path(sys.executable).parent / "rvt")
+#: The kinds also run as a real process: one per path through ``rvt train``.
+REAL_PROCESS_KINDS = {"early_refusal": "empty", "late_refusal": "ragged_rows", "accepted": "crlf"}
+
+Run = Callable[[list[str], dict[str, str]], Outcome]
 
 
-def _train(data: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MODELS_DIR": str(home / "models"), "DATA_DIR": str(home / "data")}
-    return subprocess.run(
-        [RVT, "train", "--data", str(data), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+def _train(run: Run, data: Path, home: Path) -> Outcome:
+    env = {"MODELS_DIR": str(home / "models"), "DATA_DIR": str(home / "data")}
+    return run(["train", "--data", str(data), "--json"], env)
 
 
 def _written(home: Path) -> list[str]:
     return sorted(str(p.relative_to(home)) for p in home.rglob("*"))
 
 
-def _check(kind: Kind, data: Path, home: Path) -> list[str]:
-    result = _train(data, home)
+def _check(kind: Kind, data: Path, home: Path, run: Run) -> list[str]:
+    result = _train(run, data, home)
     if kind.accepted:
-        if result.returncode != 0:
-            return [f"{kind.name}: exit {result.returncode}: {result.stderr}"]
+        if result.exit_code != 0:
+            return [f"{kind.name}: exit {result.exit_code}: {result.stderr}"]
         metadata = json.loads(result.stdout)
         facts = facts_of(data.read_bytes())
         got = {
@@ -59,8 +61,8 @@ def _check(kind: Kind, data: Path, home: Path) -> list[str]:
     lines = result.stderr.splitlines()
     expected = "error: " + " ".join(loader_message(data).split())
     problems = []
-    if result.returncode != 2 or result.stdout:
-        problems.append(f"{kind.name}: exit {result.returncode}, stdout {result.stdout[:200]!r}")
+    if result.exit_code != 2 or result.stdout:
+        problems.append(f"{kind.name}: exit {result.exit_code}, stdout {result.stdout[:200]!r}")
     if lines != [expected]:
         problems.append(f"{kind.name}: stderr {result.stderr[:500]!r}, expected {expected!r}")
     # no model version, no dataset, no folder even: nothing written
@@ -69,19 +71,51 @@ def _check(kind: Kind, data: Path, home: Path) -> list[str]:
     return problems
 
 
-def test_rvt_train_refuses_each_bad_file_in_one_line(tmp_path: Path) -> None:
+@pytest.fixture
+def corpus(tmp_path: Path) -> dict[str, tuple[Kind, Path]]:
+    """Every kind's file, by kind name."""
     base = base_csv(tmp_path)
-    runs = []
+    files = tmp_path / "files"
+    files.mkdir()
+    made = {}
     for kind in CORPUS:
-        data = tmp_path / "files" / f"{kind.name}.csv"
-        data.parent.mkdir(exist_ok=True)
+        data = files / f"{kind.name}.csv"
         data.write_bytes(kind.build(base))
-        home = tmp_path / "homes" / kind.name
-        home.mkdir(parents=True)
-        runs.append((kind, data, home))
-    # Two at a time (each process mostly imports); the result does not depend on the order.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda run: _check(*run), runs))
-    problems = [problem for result in results for problem in result]
+        made[kind.name] = (kind, data)
+    return made
+
+
+def _home(tmp_path: Path, how: str, kind: Kind) -> Path:
+    home = tmp_path / how / kind.name
+    home.mkdir(parents=True)
+    return home
+
+
+def test_rvt_train_refuses_each_bad_file_in_one_line(
+    tmp_path: Path, corpus: dict[str, tuple[Kind, Path]]
+) -> None:
+    problems = [
+        problem
+        for kind, data in corpus.values()
+        for problem in _check(kind, data, _home(tmp_path, "here", kind), rvt_here)
+    ]
     assert not problems, "\n".join(problems)
     print(f"bad files: {len(REFUSED)} kinds refused, {len(ACCEPTED)} accepted (rvt train)")
+
+
+def test_a_real_rvt_process_per_path(tmp_path: Path, corpus: dict[str, tuple[Kind, Path]]) -> None:
+    chosen = {path: corpus[name][0] for path, name in REAL_PROCESS_KINDS.items()}
+    # each path is what its kind stands for here: if the corpus changes, pick again
+    assert chosen["early_refusal"].early and not chosen["early_refusal"].accepted
+    assert not chosen["late_refusal"].early and not chosen["late_refusal"].accepted
+    assert chosen["accepted"].accepted
+    runs = [(kind, corpus[kind.name][1], _home(tmp_path, "real", kind)) for kind in chosen.values()]
+
+    def check(run: tuple[Kind, Path, Path]) -> list[str]:
+        return _check(*run, rvt_process)
+
+    # Two at a time (each process mostly imports); the result does not depend on the order.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(check, runs))
+    problems = [problem for result in results for problem in result]
+    assert not problems, "\n".join(problems)
