@@ -9,6 +9,7 @@ each file spans many blocks (and a chunk boundary falls inside every file).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import threading
 from pathlib import Path
@@ -313,6 +314,19 @@ def test_the_last_record_is_read_however_the_file_ends(tmp_path: Path, ending: s
     stream = _assert_reads_as_reference(path)
     assert not stream.fell_back
     assert stream.report.rows_read == 300
+
+
+@pytest.mark.parametrize("kind", list(FILES))
+def test_the_sha256_is_the_files_though_segments_are_hashed_beside_the_parsing(
+    tmp_path: Path, kind: str
+) -> None:
+    # Each segment's tail is overwritten by its end marker row right after the cut, while the
+    # hashing thread may still be reading: the hash must come from what was read, not after.
+    path = write_cases(tmp_path / "cases.csv", 700, **FILES[kind])  # type: ignore[arg-type]
+    stream = EncodedCsv(path, chunk_rows=64)
+    for _ in stream:
+        pass
+    assert stream.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_read_stopped_early_leaves_no_parsing_thread(tmp_path: Path) -> None:
