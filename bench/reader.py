@@ -13,8 +13,9 @@ reader (a digest of them is compared), or the bench fails. Writes ``bench/result
 - ``arrow``: what training runs now, :class:`shared.data.loader.EncodedCsv`: pyarrow on both
   cores (segments of 8 MiB cut at a line break, each parsed as one block on a pool of two
   threads, eight columns dictionary-encoded as they are parsed), encoded, split and counted in
-  the main thread while the next segments are parsed. Until issue 14 it was pyarrow's
-  streaming reader on one parsing thread (1.11M rows/s on 2026-12-02, 2.61x pandas).
+  the main thread while the next segments are parsed.
+- ``arrow_stream``: what training ran before that, pyarrow's streaming reader on one parsing
+  thread (``newlines_in_values``, blocks of 1 MiB), taken from commit ``eec26de`` with git.
 - ``arrow_strings``: pyarrow reading the eight columns as plain strings, each encoded with
   ``pyarrow.compute.index_in`` (one hash lookup per cell, in this thread).
 - floors, which do less than training needs: ``arrow_parse_only`` (pyarrow's streaming reader
@@ -50,7 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
 RESULTS = ROOT / "bench" / "results"
 SEED = 1
-FULL = ("pandas", "arrow", "arrow_strings")
+FULL = ("pandas", "arrow", "arrow_stream", "arrow_strings")
+#: The commit whose reader ``arrow_stream`` runs: the last before the reader parsed on both cores.
+STREAM_READER_COMMIT = "eec26de"
 FLOORS = ("arrow_parse_only", "arrow_segments_parse_only", "polars_group_by")
 CANDIDATES = (*FULL, *FLOORS)
 _COLUMNS_READ = (*FEATURE_COLUMNS, LABEL_COLUMN)
@@ -109,6 +112,32 @@ def _pandas_chunks(path: Path, chunk_rows: int = 250_000) -> Any:
                     current = following
 
     return PandasCsv()
+
+
+def _stream_reader_chunks(path: Path) -> Any:
+    """``EncodedCsv`` with the reader of :data:`STREAM_READER_COMMIT` (pyarrow's streaming
+    reader, one parsing thread), taken from the repository's history rather than kept twice."""
+    import importlib.util
+    import tempfile
+
+    from shared.data import loader
+
+    source = subprocess.run(
+        ["git", "show", f"{STREAM_READER_COMMIT}:shared/data/fast_reader.py"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tempfile.NamedTemporaryFile(suffix=".py") as file:
+        file.write(source)
+        file.flush()
+        spec = importlib.util.spec_from_file_location("stream_fast_reader", file.name)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    loader.encoded_blocks = module.encoded_blocks  # type: ignore[attr-defined]
+    return loader.EncodedCsv(path)
 
 
 def _arrow_strings_chunks(path: Path) -> Any:
@@ -235,9 +264,12 @@ def _run_child(name: str, path: Path) -> dict[str, Any]:
         if module != "polars" or name.startswith("polars"):
             importlib.import_module(module)
 
+    # The earlier reader is loaded from git before the clock starts, too.
+    stream_reader = _stream_reader_chunks(path) if name == "arrow_stream" else None
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "pandas": lambda: _aggregate(_pandas_chunks(path)),
         "arrow": lambda: _aggregate(EncodedCsv(path)),
+        "arrow_stream": lambda: _aggregate(stream_reader),
         "arrow_strings": lambda: _aggregate(_arrow_strings_chunks(path)),
         "arrow_parse_only": lambda: _parse_only(path),
         "arrow_segments_parse_only": lambda: _segments_parse_only(path),
