@@ -2,9 +2,9 @@
 
 Chosen by measurement (``python -m bench.reader``, see the README). The file is read in
 segments of :data:`SEGMENT_BYTES`, each cut after its last line break; up to
-:data:`PARSE_AHEAD` segments are parsed at once by pyarrow on a pool of :data:`PARSERS`
-threads (pyarrow releases the GIL), each segment as one block, while this thread hashes the
-bytes and turns the segment parsed before into codes. Only the eight columns training uses are
+:data:`PARSE_AHEAD` segments are read ahead and parsed by pyarrow on a pool of
+:data:`PARSERS` threads (pyarrow releases the GIL), each segment as one block, while this
+thread hashes the bytes and turns the segment parsed before into codes. Only the eight columns training uses are
 converted, each dictionary-encoded as it is parsed, so that a segment's codes are one Python
 lookup per distinct value and one numpy ``take`` per column. Memory is a few segments,
 whatever the file.
@@ -28,7 +28,7 @@ its :class:`~shared.errors.DataError` messages are then today's by construction)
 - bytes that are not UTF-8 anywhere in the file (pyarrow only checks the columns it converts);
 - a quoted value still open at the end of the file (pandas refuses it, pyarrow takes the rest
   of the file as the value): the last segment's end marker is swallowed, with nothing to join;
-- a record longer than :data:`MAX_SEGMENT_BYTES`, or no line break where one must be;
+- a record, or a quoted value, longer than :data:`MAX_SEGMENT_BYTES`;
 - any error of pyarrow's own (a header it reads differently, say).
 
 Well-formed files, whatever their size, never fall back.
